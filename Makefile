@@ -1,0 +1,35 @@
+# The first two commands a new user runs: `make serve` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/datasets)
+
+.PHONY: install serve test lint train evaluate clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+serve: install
+	$(BIN)/dlwp serve
+
+test: install lint
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check service training tests loadtests
+	$(BIN)/mypy
+
+# Retrain every book model into models/ (data: $DLWP_DATA_DIR, else ../shared/datasets if present, else download).
+train: install
+	DLWP_DATA_DIR=$${DLWP_DATA_DIR:-$(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)} $(BIN)/dlwp train all
+
+evaluate: install
+	DLWP_DATA_DIR=$${DLWP_DATA_DIR:-$(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)} $(BIN)/dlwp evaluate all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""The HTTP serving half of dlwp-serving: artifacts in, predictions out."""

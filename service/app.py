@@ -1,0 +1,139 @@
+"""The FastAPI application factory: settings in, a wired app out.
+
+`uvicorn service.app:create_app --factory` (what `dlwp serve` runs) builds one app per worker
+process. Models load in the background after start-up; `/v2/health/live` answers at once and
+`/v2/health/ready` once every model is warmed and serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from service import metrics
+from service.core import DataPlane
+from service.errors import DlwpError, UnavailableError
+from service.http import error_response
+from service.logs import configure_logging
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.repository import ModelRepository
+from service.routes import repository as repository_routes
+from service.routes import tasks, tfserving, v2
+from service.runtime import configure_threads
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Predictions from the four classic models of *Deep Learning with Python*:
+movie-review sentiment (IMDB), newswire topics (Reuters), handwritten digits (MNIST) and
+Boston house prices. Task endpoints take friendly JSON; the same models also speak the
+Open Inference Protocol (KServe V2) and TF Serving's REST API. Errors are always
+`{"error": "..."}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_threads(settings.compute_threads)
+    configure_logging(settings.log_level)
+    repository = ModelRepository(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _configure_tensorflow(settings.compute_threads)
+        background = [asyncio.create_task(_load_then_poll(repository, settings))]
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await repository.close()
+
+    app = FastAPI(
+        title="dlwp-serving",
+        version=v2.SERVER_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.plane = DataPlane(repository, settings)
+    app.include_router(tasks.router)
+    app.include_router(v2.router)
+    app.include_router(tfserving.router)
+    app.include_router(repository_routes.router)
+    app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["metrics"],
+                      summary="Prometheus metrics (text format)")  # fmt: skip
+    _add_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+async def _metrics() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+async def _load_then_poll(repository: ModelRepository, settings: Settings) -> None:
+    await repository.load_all()
+    log.info("ready: serving %s", ", ".join(
+        f"{s.name}/{s.version}" for s in repository.live_models()) or "nothing")  # fmt: skip
+    if settings.poll_seconds > 0:
+        await repository.poll_forever()
+
+
+def _configure_tensorflow(threads: int) -> None:
+    if _backend_is_jax():
+        return
+    import tensorflow as tf
+
+    with contextlib.suppress(RuntimeError):  # already initialised by an earlier app
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _backend_is_jax() -> bool:
+    import os
+
+    return os.environ.get("KERAS_BACKEND") == "jax"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DlwpError)
+    async def dlwp_error(request: Request, error: DlwpError) -> Response:
+        headers = None
+        if isinstance(error, UnavailableError):
+            headers = {"Retry-After": str(error.retry_after_s)}
+            model = getattr(request.state, "model", None)
+            if model:
+                metrics.REJECTED.labels(model).inc()
+        if error.status_code >= 500 and not isinstance(error, UnavailableError):
+            log.error("%s %s: %s", request.method, request.url.path, error.message)
+        return error_response(error.message, error.status_code, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()[:3]
+        )
+        return error_response(problems or "invalid request", 400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        message = error.detail if isinstance(error.detail, str) else str(error.detail)
+        if error.status_code == 404:
+            message = f"no route {request.method} {request.url.path}: see /docs"
+        return error_response(message, error.status_code, getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response("internal error; the server logged it", 500)

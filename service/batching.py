@@ -1,0 +1,193 @@
+"""Dynamic batching: one bounded queue of rows and one worker per served model version.
+
+The worker takes everything queued, up to `max_batch_size` rows, as soon as the model is free,
+so a lone request runs at once and batches grow by themselves under load. Rows, not requests,
+count toward the cap and the queue bound. The model call runs in a thread (TensorFlow releases
+the GIL), never on the event loop. Each request gets back exactly its own rows, in order; a model
+failure is retried request by request, so one bad request never fails its batch-mates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import DeadlineExceededError, UnavailableError
+from service.runtime import Predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchStats:
+    """What one model call did, reported to the metrics."""
+
+    rows: int
+    queue_waits_s: list[float]
+    compute_s: float
+
+
+@dataclass
+class _Pending:
+    rows: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    def __init__(
+        self,
+        predictor: Predictor,
+        executor: Executor,
+        *,
+        max_batch_size: int,
+        max_queue_rows: int,
+        batch_delay_s: float = 0.0,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        on_queue_change: Callable[[int], None] | None = None,
+    ) -> None:
+        self._predictor = predictor
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_queue_rows = max_queue_rows
+        self._batch_delay_s = batch_delay_s
+        self._on_batch = on_batch
+        self._on_queue_change = on_queue_change
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._wakeup = asyncio.Event()
+        self._busy = False
+        self._closing = False
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._busy
+
+    async def submit(self, rows: np.ndarray, timeout_s: float) -> np.ndarray:
+        """Queue rows for the model and wait for their outputs (same order, same count)."""
+        if self._closing:
+            raise UnavailableError("this model version is shutting down; retry", retry_after_s=1)
+        if self._queued_rows + len(rows) > self.max_queue_rows:
+            raise UnavailableError(
+                f"the queue is full ({self._queued_rows} rows waiting, at most "
+                f"{self.max_queue_rows}); retry later",
+                retry_after_s=1,
+            )
+        pending = _Pending(rows, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._change_queue(len(rows))
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+        except TimeoutError:
+            # Left in the queue, it would still cost a model call: drop it if not yet taken.
+            if not pending.future.done():
+                pending.future.cancel()
+            raise DeadlineExceededError(
+                f"no answer within the request deadline of {timeout_s:g} s"
+            ) from None
+
+    async def drain(self) -> None:
+        """Stop taking requests and return once everything queued or running has finished."""
+        self._closing = True
+        while not self.idle:
+            await asyncio.sleep(0.005)
+        self._worker.cancel()
+
+    def _change_queue(self, delta: int) -> None:
+        self._queued_rows += delta
+        if self._on_queue_change is not None:
+            self._on_queue_change(self._queued_rows)
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():  # timed out or cancelled while waiting
+                self._queue.popleft()
+                self._change_queue(-len(head.rows))
+                continue
+            if batch and rows + len(head.rows) > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._change_queue(-len(head.rows))
+            batch.append(head)
+            rows += len(head.rows)
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if self._batch_delay_s and self._queued_rows < self.max_batch_size:
+                await asyncio.sleep(self._batch_delay_s)
+            batch = self._take_batch()
+            if not batch:
+                continue
+            self._busy = True
+            try:
+                await self._execute(loop, batch)
+            finally:
+                self._busy = False
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._call, inputs)
+        except Exception:
+            if len(batch) == 1:
+                log.exception("model call failed")
+                _settle(batch[0], error=RuntimeError("the model call failed"))
+                return
+            log.warning("a batch of %d requests failed; retrying them one by one", len(batch))
+            for pending in batch:
+                await self._execute(loop, [pending])
+            return
+        compute_s = time.perf_counter() - started
+        if self._on_batch is not None:
+            self._on_batch(
+                BatchStats(len(inputs), [started - p.enqueued_at for p in batch], compute_s)
+            )
+        offset = 0
+        for pending in batch:
+            count = len(pending.rows)
+            _settle(pending, result=outputs[offset : offset + count])
+            offset += count
+
+    def _call(self, inputs: np.ndarray) -> np.ndarray:
+        # A request larger than the cap runs alone, in chunks of at most max_batch_size rows.
+        if len(inputs) <= self.max_batch_size:
+            return self._predictor(inputs)
+        return np.concatenate(
+            [
+                self._predictor(inputs[i : i + self.max_batch_size])
+                for i in range(0, len(inputs), self.max_batch_size)
+            ]
+        )
+
+
+def _settle(
+    pending: _Pending, result: np.ndarray | None = None, error: Exception | None = None
+) -> None:
+    if pending.future.done():
+        return
+    if error is not None:
+        pending.future.set_exception(error)
+    else:
+        pending.future.set_result(result)  # type: ignore[arg-type]

@@ -1,0 +1,45 @@
+"""The one inference core every route family calls: resolve the version, encode, batch, run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+from fastapi import Request
+
+from service.codecs import Codec
+from service.errors import ArtifactError
+from service.repository import ModelRepository, ServedVersion
+from service.settings import Settings
+
+C = TypeVar("C", bound=Codec)
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository, settings: Settings) -> None:
+        self.repository = repository
+        self.settings = settings
+
+    async def predict(
+        self,
+        request: Request,
+        name: str,
+        version: int | None,
+        encode: Callable[[Codec], np.ndarray],
+    ) -> tuple[ServedVersion, np.ndarray]:
+        """Run `encode(codec)`'s rows through the live version's batcher; outputs in row order."""
+        served = self.repository.live(name, version)
+        request.state.model = name
+        # No await between resolving the version and queueing on it: a swap in between could
+        # otherwise retire the version this request holds.
+        rows = encode(served.codec)
+        outputs = await served.batcher.submit(rows, self.settings.request_timeout_s)
+        return served, outputs
+
+
+def expect_codec(codec: Codec, kind: type[C]) -> C:
+    """The codec as the task-specific class a task endpoint needs."""
+    if not isinstance(codec, kind):
+        raise ArtifactError(f"the served model's task does not fit this endpoint ({kind.__name__})")
+    return codec

@@ -1,0 +1,75 @@
+"""Prometheus metrics (prefix `dlwp_`), correct across several worker processes.
+
+With more than one worker, `dlwp serve` sets PROMETHEUS_MULTIPROC_DIR before the workers start;
+prometheus_client then keeps each process's values in shared files and `/metrics` adds them up,
+so a scrape that lands on any worker sees the whole server.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+REQUESTS = Counter(
+    "dlwp_requests_total", "HTTP requests answered, by model, route and status code.",
+    ["model", "route", "code"],
+)  # fmt: skip
+REQUEST_LATENCY = Histogram(
+    "dlwp_request_latency_seconds", "Time from request received to response sent.",
+    ["model", "route"], buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+QUEUE_WAIT = Histogram(
+    "dlwp_queue_wait_seconds", "Time a request's rows waited in the batch queue.",
+    ["model"], buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+COMPUTE_TIME = Histogram(
+    "dlwp_compute_seconds", "Time of one batched model call.", ["model"], buckets=_LATENCY_BUCKETS
+)
+BATCH_SIZE = Histogram(
+    "dlwp_batch_size", "Rows in one batched model call.", ["model"], buckets=_BATCH_BUCKETS
+)
+QUEUE_DEPTH = Gauge(
+    "dlwp_queue_depth", "Rows waiting in the batch queue.", ["model"], multiprocess_mode="livesum"
+)
+MODEL_INFO = Gauge(
+    "dlwp_model_info", "1 for each model version being served.", ["model", "version"],
+    multiprocess_mode="livemax",
+)  # fmt: skip
+LOAD_FAILURES = Counter(
+    "dlwp_model_load_failures_total", "Model versions that failed to load.", ["model"]
+)
+REJECTED = Counter(
+    "dlwp_rejected_total", "Requests refused by overload protection (queue full).", ["model"]
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The current metrics in Prometheus text format, summed over worker processes if several."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,279 @@
+"""Raw inputs → model tensors: the one implementation shared by training, evaluation and serving.
+
+Every function here is pure numpy/Pillow (no TensorFlow), so the request path stays light, and
+every parameter it needs comes from an artifact's manifest, so a new version needs no code change.
+Bad input raises `InvalidInputError` with a message that says what is accepted.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from service.errors import InvalidInputError
+
+# The Keras dataset conventions for text (keras.datasets.imdb/reuters.load_data defaults).
+PADDING_INDEX = 0
+START_INDEX = 1
+OOV_INDEX = 2
+INDEX_FROM = 3
+
+# The Keras (0.x) Tokenizer the datasets were built with: ASCII lower-casing, these characters
+# replaced by a space, split on single spaces. Reproducing it exactly is what makes raw text
+# land on the same vector the model was trained on.
+TOKENIZER_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
+_TOKENIZER_TABLE = str.maketrans(
+    {**dict.fromkeys(TOKENIZER_FILTERS, " "), **{chr(c): chr(c + 32) for c in range(65, 91)}}
+)
+
+MNIST_SIDE = 28
+MNIST_PIXELS = MNIST_SIDE * MNIST_SIDE
+# MNIST digits were size-normalised into a 20×20 box, then centred by mass in 28×28.
+_MNIST_BOX = 20
+MAX_IMAGE_PIXELS = 16_000_000
+
+HOUSING_FEATURES = (
+    "CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B", "LSTAT",
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- text
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text exactly as the Keras datasets' tokenizer did (HTML tags and all)."""
+    return [word for word in text.translate(_TOKENIZER_TABLE).split(" ") if word]
+
+
+def vocabulary_from_word_index(word_index: Mapping[str, int], num_words: int) -> dict[str, int]:
+    """The word → model index table a text model uses: ranks offset by 3, below `num_words`."""
+    return {
+        word: rank + INDEX_FROM
+        for word, rank in word_index.items()
+        if rank + INDEX_FROM < num_words
+    }
+
+
+def text_to_sequence(text: str, vocabulary: Mapping[str, int]) -> list[int]:
+    """Text → the dataset's index sequence: start mark, then each word's index or the OOV index."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"expected text as a string, got {type(text).__name__}")
+    words = tokenize(text)
+    if not words:
+        raise InvalidInputError("text is empty: expected at least one word")
+    return [START_INDEX, *(vocabulary.get(word, OOV_INDEX) for word in words)]
+
+
+def multi_hot(sequences: Iterable[Sequence[int]], num_words: int) -> np.ndarray:
+    """Index sequences → float32 rows with a 1 at every index present (the book's vectorizer)."""
+    sequences = list(sequences)
+    rows = np.zeros((len(sequences), num_words), dtype=np.float32)
+    for row, sequence in zip(rows, sequences, strict=True):
+        indices = np.asarray(sequence, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= num_words):
+            raise InvalidInputError(
+                f"word indices must lie in [0, {num_words}), got {indices.max()}"
+            )
+        row[indices] = 1.0
+    return rows
+
+
+def texts_to_multi_hot(
+    texts: Sequence[str],
+    vocabulary: Mapping[str, int],
+    num_words: int,
+    max_chars: int | None = None,
+) -> np.ndarray:
+    """Raw texts → the multi-hot rows the text models take."""
+    if isinstance(texts, str):
+        raise InvalidInputError("expected a list of texts, got a single string")
+    if len(texts) == 0:
+        raise InvalidInputError("expected at least one text, got an empty list")
+    if max_chars is not None:
+        for position, text in enumerate(texts):
+            if isinstance(text, str) and len(text) > max_chars:
+                raise InvalidInputError(
+                    f"text {position} has {len(text)} characters; at most {max_chars} are accepted"
+                )
+    return multi_hot((text_to_sequence(text, vocabulary) for text in texts), num_words)
+
+
+def sequence_to_text(sequence: Sequence[int], index_word: Mapping[int, str]) -> str:
+    """Index sequence → text without start, padding and OOV marks (inverse of the text path)."""
+    return " ".join(index_word[i] for i in sequence if i >= INDEX_FROM and i in index_word)
+
+
+# ---------------------------------------------------------------------------------------- images
+
+
+def pixels_to_rows(pixels: Any) -> np.ndarray:
+    """One 28×28 (or flat 784) array of 0–255 grey values → a (1, 784) float32 row in [0, 1]."""
+    try:
+        array = np.asarray(pixels, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError(
+            "pixels must be numbers: expected 784 grey values (0–255) or a 28×28 array"
+        ) from error
+    if array.shape not in ((MNIST_SIDE, MNIST_SIDE), (MNIST_PIXELS,)):
+        raise InvalidInputError(
+            f"expected 784 pixel values or a 28×28 array, got shape {list(array.shape)}"
+        )
+    return _scaled_rows(array.reshape(1, MNIST_PIXELS))
+
+
+def pixel_batch_to_rows(batch: np.ndarray) -> np.ndarray:
+    """An (n, 784) or (n, 28, 28) array of 0–255 grey values → (n, 784) float32 rows in [0, 1]."""
+    batch = np.asarray(batch, dtype=np.float32)
+    if batch.ndim == 3 and batch.shape[1:] == (MNIST_SIDE, MNIST_SIDE):
+        batch = batch.reshape(len(batch), MNIST_PIXELS)
+    if batch.ndim != 2 or batch.shape[1] != MNIST_PIXELS or len(batch) == 0:
+        raise InvalidInputError(
+            f"expected n×784 pixel values or n×28×28 arrays, got shape {list(batch.shape)}"
+        )
+    return _scaled_rows(batch)
+
+
+def _scaled_rows(array: np.ndarray) -> np.ndarray:
+    if not np.isfinite(array).all():
+        raise InvalidInputError(
+            "pixel values must be finite numbers in 0–255 (got NaN or infinity)"
+        )
+    if array.min() < 0 or array.max() > 255:
+        raise InvalidInputError(
+            f"pixel values must lie in 0–255, got values from {array.min():g} to {array.max():g}"
+        )
+    return array / np.float32(255.0)
+
+
+def image_bytes_to_rows(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A PNG/JPEG (or other Pillow-readable) image of any size → one MNIST-like (1, 784) row.
+
+    Dark-on-light images are inverted to MNIST's light-on-dark; an image that is not already
+    28×28 is cropped to its ink, scaled into a 20×20 box and centred by mass, as MNIST was made.
+    """
+    if not data:
+        raise InvalidInputError("the image is empty: expected PNG or JPEG bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidInputError(
+                    f"image is {width}×{height}; at most {max_pixels} pixels are accepted"
+                )
+            image.draft("L", (width, height))
+            grey = np.asarray(image.convert("L"), dtype=np.float32)
+    except InvalidInputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise InvalidInputError("could not decode the image: expected PNG or JPEG bytes") from error
+    return grey_image_to_rows(grey)
+
+
+def grey_image_to_rows(grey: np.ndarray) -> np.ndarray:
+    """A 2-D grey array (0–255, any size, either polarity) → one MNIST-like (1, 784) row."""
+    if grey.ndim != 2 or min(grey.shape) < 1:
+        raise InvalidInputError(f"expected a 2-D grey image, got shape {list(grey.shape)}")
+    if _border_mean(grey) > 127:
+        grey = 255.0 - grey
+    if grey.shape != (MNIST_SIDE, MNIST_SIDE):
+        grey = _normalise_like_mnist(grey)
+    return _scaled_rows(np.clip(grey, 0, 255).reshape(1, MNIST_PIXELS))
+
+
+def _border_mean(grey: np.ndarray) -> float:
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return float(border.mean())
+
+
+def _normalise_like_mnist(grey: np.ndarray) -> np.ndarray:
+    ink = grey > 0.1 * grey.max() if grey.max() > 0 else np.zeros_like(grey, dtype=bool)
+    if not ink.any():
+        return np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    rows, cols = np.nonzero(ink)
+    crop = grey[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = _MNIST_BOX / max(crop.shape)
+    new_size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    resized = np.asarray(
+        Image.fromarray(crop.astype(np.uint8)).resize(new_size, Image.Resampling.LANCZOS),
+        dtype=np.float32,
+    )
+    canvas = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    top = (MNIST_SIDE - resized.shape[0]) // 2
+    left = (MNIST_SIDE - resized.shape[1]) // 2
+    canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
+    return _centre_by_mass(canvas)
+
+
+def _centre_by_mass(canvas: np.ndarray) -> np.ndarray:
+    total = canvas.sum()
+    if total <= 0:
+        return canvas
+    ys, xs = np.indices(canvas.shape)
+    shift_y = round(MNIST_SIDE / 2 - 0.5 - (ys * canvas).sum() / total)
+    shift_x = round(MNIST_SIDE / 2 - 0.5 - (xs * canvas).sum() / total)
+    shifted = np.roll(canvas, (shift_y, shift_x), axis=(0, 1))
+    return shifted
+
+
+# ---------------------------------------------------------------------------------------- housing
+
+
+def standardize(features: Any, mean: Any, std: Any) -> np.ndarray:
+    """Feature rows → (x − training mean) / training std, as float32."""
+    centred = np.asarray(features, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+    return (centred / np.asarray(std, dtype=np.float64)).astype(np.float32)
+
+
+def housing_records_to_array(
+    records: Sequence[Mapping[str, Any]], feature_names: Sequence[str] = HOUSING_FEATURES
+) -> np.ndarray:
+    """Named feature records → an (n, 13) float64 array, every feature present and finite."""
+    if len(records) == 0:
+        raise InvalidInputError("expected at least one set of housing features, got none")
+    expected = ", ".join(feature_names)
+    array = np.empty((len(records), len(feature_names)), dtype=np.float64)
+    for row, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise InvalidInputError(f"expected features as an object with keys {expected}")
+        missing = [name for name in feature_names if name not in record]
+        unknown = sorted(set(record) - set(feature_names))
+        if missing or unknown:
+            parts = [f"missing {', '.join(missing)}"] if missing else []
+            parts += [f"unknown {', '.join(unknown)}"] if unknown else []
+            raise InvalidInputError(
+                f"housing features {row}: {'; '.join(parts)}; expected exactly {expected}"
+            )
+        for column, name in enumerate(feature_names):
+            array[row, column] = _finite_number(record[name], name)
+    return array
+
+
+def housing_array_rows(array: Any, feature_count: int = len(HOUSING_FEATURES)) -> np.ndarray:
+    """An (n, 13) numeric array in the dataset's column order → float64, checked."""
+    try:
+        values = np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError(f"expected rows of {feature_count} numbers") from error
+    if values.ndim == 1:
+        values = values.reshape(1, -1)
+    if values.ndim != 2 or values.shape[1] != feature_count or len(values) == 0:
+        raise InvalidInputError(
+            f"expected rows of {feature_count} numbers, got shape {list(values.shape)}"
+        )
+    if not np.isfinite(values).all():
+        raise InvalidInputError("housing features must be finite numbers (got NaN or infinity)")
+    return values
+
+
+def _finite_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"feature {name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInputError(f"feature {name} must be a finite number, got {value!r}")
+    return number

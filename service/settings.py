@@ -1,0 +1,71 @@
+"""Every server setting, in one class; each can be set as an env var with the `DLWP_` prefix."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.artifacts import BUNDLED_MODELS_DIR
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DLWP_", frozen=True)
+
+    models_dir: Path = Field(BUNDLED_MODELS_DIR, description="The model repository to serve.")
+    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    workers: int = Field(1, ge=1, description="Server processes; metrics add up across them.")
+
+    max_batch_size: int = Field(
+        128, ge=1, le=4096, description="Most rows one model call takes (rows, not requests)."
+    )
+    max_queue_rows: int = Field(
+        1024, ge=1, description="Rows that may wait per model; past this, 503 with Retry-After."
+    )
+    batch_delay_ms: float = Field(
+        0.0,
+        ge=0,
+        description="Extra wait for a batch to fill while the model is idle (0: never wait).",
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="A request still unanswered after this gets 504."
+    )
+
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    max_items: int = Field(
+        1024, ge=1, description="Most inputs (texts, images, rows) one request may carry."
+    )
+    max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted, in characters.")
+    max_image_pixels: int = Field(
+        16_000_000, ge=784, description="Largest decoded image accepted (width × height)."
+    )
+
+    poll_seconds: float = Field(
+        5.0, ge=0, description="How often to look for new versions on disk (0: never)."
+    )
+    model_versions: str = Field(
+        "", description='Pinned versions, e.g. "imdb=2,mnist=1"; others serve their latest.'
+    )
+    api_key: str | None = Field(
+        None, description="When set, repository load/unload need 'Authorization: Bearer <key>'."
+    )
+
+    compute_threads: int = Field(
+        1, ge=1, description="Threads each model call may use (TF intra-op parallelism)."
+    )
+    backend: str = Field("tensorflow", description="Model runtime: tensorflow or jax.")
+    log_level: str = Field("info", description="debug, info, warning or error.")
+
+    @cached_property
+    def pinned_versions(self) -> dict[str, int]:
+        """`model_versions` parsed: model name → version."""
+        pins: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in self.model_versions.split(","))):
+            name, _, version = item.partition("=")
+            if not version.strip().isdigit():
+                raise ValueError(f"DLWP_MODEL_VERSIONS: expected name=version, got {item!r}")
+            pins[name.strip()] = int(version)
+        return pins

@@ -1,0 +1,117 @@
+"""Shared fixtures: where the datasets and the committed models are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED_MODELS = REPO / "models"
+
+
+def _data_dir() -> Path | None:
+    for candidate in (os.environ.get("DLWP_DATA_DIR"), REPO.parent / "shared" / "datasets"):
+        if candidate and (Path(candidate) / "mnist.npz").is_file():
+            return Path(candidate)
+    return None
+
+
+DATA_DIR = _data_dir()
+needs_datasets = pytest.mark.skipif(
+    DATA_DIR is None,
+    reason="the Keras dataset files are not here: set DLWP_DATA_DIR or place ../shared/datasets",
+)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if DATA_DIR is None:
+        pytest.skip("the Keras dataset files are not here: set DLWP_DATA_DIR")
+    return DATA_DIR
+
+
+# ---------------------------------------------------------------------------------- serving
+
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import httpx  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(get: object, url: str = "/v2/health/ready", timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if get(url).status_code == 200:  # type: ignore[operator]
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"server not ready after {timeout_s} s")
+
+
+def make_client(**settings: object) -> TestClient:
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings.setdefault("models_dir", COMMITTED_MODELS)
+    settings.setdefault("poll_seconds", 0)
+    return TestClient(create_app(Settings(**settings)), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[TestClient]:
+    """An app on the committed models, in-process."""
+    with make_client() as test_client:
+        wait_ready(test_client.get)
+        yield test_client
+
+
+class ServerProcess:
+    """`dlwp serve` in a child process on a free port, stopped when the test is done."""
+
+    def __init__(self, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", **(env or {})}
+        full_env.setdefault("DLWP_MODELS_DIR", str(COMMITTED_MODELS))
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"dlwp-server-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "training.cli", "serve", "--port", str(self.port),
+             "--workers", str(workers)],
+            env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def wait_ready(self) -> ServerProcess:
+        with httpx.Client(base_url=self.url, timeout=5) as http:
+            wait_ready(http.get)
+        return self
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    """A real uvicorn server process on the committed models."""
+    process = ServerProcess().wait_ready()
+    yield process
+    process.stop()

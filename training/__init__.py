@@ -1,0 +1,1 @@
+"""The training half of dlwp-serving: the book's four recipes, one loop, versioned artifacts."""
