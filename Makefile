@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED_DATA := $(abspath ../shared/datasets)
 
-.PHONY: install serve test lint train evaluate clean
+.PHONY: install serve test lint train evaluate wrk bench loadtest soak clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,20 @@ train: install
 
 evaluate: install
 	DLWP_DATA_DIR=$${DLWP_DATA_DIR:-$(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)} $(BIN)/dlwp evaluate all
+
+# Benchmarks and load tests need wrk (Debian's package); installed here when missing.
+wrk:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
+	  (echo "install wrk (e.g. apt-get install wrk) for make bench" && exit 1)
+
+bench: install wrk
+	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
+
+loadtest: install
+	$(BIN)/python loadtests/run_locust.py
+
+soak: install
+	$(BIN)/python loadtests/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

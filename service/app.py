@@ -1,8 +1,7 @@
 """The FastAPI application factory: settings in, a wired app out.
 
 `uvicorn service.app:create_app --factory` (what `dlwp serve` runs) builds one app per worker
-process. Models load in the background after start-up; `/v2/health/live` answers at once and
-`/v2/health/ready` once every model is warmed and serving.
+process. Each loads and warms every model before it takes its first connection.
 """
 
 from __future__ import annotations
@@ -49,7 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_tensorflow(settings.compute_threads)
-        background = [asyncio.create_task(_load_then_poll(repository, settings))]
+        # Loading before start-up completes keeps this worker off the shared socket until its
+        # models are warm, so with several workers no request reaches one that is still loading.
+        await repository.load_all()
+        log.info("ready: serving %s", ", ".join(
+            f"{s.name}/{s.version}" for s in repository.live_models()) or "nothing")  # fmt: skip
+        background = []
+        if settings.poll_seconds > 0:
+            background.append(asyncio.create_task(repository.poll_forever()))
         try:
             yield
         finally:
@@ -80,14 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _metrics() -> Response:
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
-
-
-async def _load_then_poll(repository: ModelRepository, settings: Settings) -> None:
-    await repository.load_all()
-    log.info("ready: serving %s", ", ".join(
-        f"{s.name}/{s.version}" for s in repository.live_models()) or "nothing")  # fmt: skip
-    if settings.poll_seconds > 0:
-        await repository.poll_forever()
 
 
 def _configure_tensorflow(threads: int) -> None:

@@ -69,9 +69,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import httpx
+    from service.client import ServerClient
 
-    url = args.url.rstrip("/") + f"/v1/{args.task}"
     request: dict[str, Any]
     if args.task in ("sentiment", "topics"):
         texts = args.inputs or [sys.stdin.read()]
@@ -80,22 +79,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             request["json"]["top_k"] = args.top_k
     elif args.task == "digits":
         if len(args.inputs) != 1:
-            print("dlwp predict digits: give one image path", file=sys.stderr)
-            return 2
+            raise ValueError("dlwp predict digits: give one image path")
         path = Path(args.inputs[0])
         kind = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
         request = {"content": path.read_bytes(), "headers": {"content-type": kind}}
     else:
         request = {"json": {"features": _features(args.inputs)}}
-    try:
-        response = httpx.post(url, timeout=args.timeout, **request)
-    except httpx.HTTPError as error:
-        print(f"dlwp predict: cannot reach {url}: {error}", file=sys.stderr)
-        return 1
-    if response.status_code != 200:
-        print(f"dlwp predict: {response.status_code}: {response.text}", file=sys.stderr)
-        return 1
-    print(json.dumps(response.json(), indent=2))
+    answer = ServerClient(args.url, timeout_s=args.timeout).predict(args.task, **request)
+    print(json.dumps(answer, indent=2))
     return 0
 
 

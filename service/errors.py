@@ -49,6 +49,15 @@ class ArtifactError(DlwpError):
     status_code = 500
 
 
+class LoadFailedError(DlwpError):
+    """A requested load could not be done; the version serving before keeps serving.
+
+    400, as the V2 repository extension (and Triton) answer a failed load.
+    """
+
+    status_code = 400
+
+
 class UnavailableError(DlwpError):
     """Temporarily unable to serve: the queue is full or the model is not loaded yet."""
 

@@ -23,7 +23,7 @@ from service import artifacts, metrics
 from service.artifacts import Manifest
 from service.batching import Batcher, BatchStats
 from service.codecs import Codec, Limits, build_codec
-from service.errors import ArtifactError, ModelNotFoundError, UnavailableError
+from service.errors import ArtifactError, LoadFailedError, ModelNotFoundError, UnavailableError
 from service.runtime import compile_model
 from service.settings import Settings
 
@@ -160,7 +160,7 @@ class ModelRepository:
         for name in artifacts.model_names(self.models_dir):
             try:
                 await self.load(name)
-            except (ArtifactError, ModelNotFoundError) as error:
+            except (LoadFailedError, ModelNotFoundError) as error:
                 log.error("model %s not served: %s", name, error.message)
 
     async def poll_forever(self) -> None:
@@ -184,7 +184,7 @@ class ModelRepository:
                 continue
             try:
                 await self.load(name)
-            except (ArtifactError, ModelNotFoundError) as error:
+            except (LoadFailedError, ModelNotFoundError) as error:
                 log.error("polling: %s version %s not served: %s", name, version, error.message)
 
     async def close(self) -> None:
@@ -215,7 +215,14 @@ class ModelRepository:
             self._status[(name, version)] = _Status(State.FAILED, reason)
             metrics.LOAD_FAILURES.labels(name).inc()
             log.error("loading %s version %s failed: %s", name, version, reason)
-            raise ArtifactError(f"{name} version {version} failed to load: {reason}") from None
+            raise LoadFailedError(
+                f"{name} version {version} failed to load: {reason}; "
+                + (
+                    f"version {self._live[name].version} keeps serving"
+                    if name in self._live
+                    else "nothing is served for it"
+                )
+            ) from None
         batcher = Batcher(
             predictor,
             self._compute,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from service import artifacts
+from service.client import ServerError
 from service.errors import ArtifactError
 from training.recipes import RECIPES
 
@@ -31,30 +32,57 @@ def _quiet_tensorflow() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
+    from service.client import ServerClient
     from training.pipeline import train_and_export
 
+    models_dir = _models_dir(args.models_dir)
+    server = ServerClient(args.serve_url) if args.serve_url else None
     results = []
     for name in _names(args.model):
+        baseline = _serving_metrics(name, models_dir, server) if args.promote_if_better else None
         print(f"== training {name}", flush=True)
         trained = train_and_export(
             name,
-            models_dir=_models_dir(args.models_dir),
+            models_dir=models_dir,
             data_dir=args.data_dir,
             epochs=args.epochs,
             batch_size=args.batch_size,
             seed=args.seed,
             verbose=0 if args.quiet else 1,
+            baseline=baseline,
         )
-        print(f"exported {name} version {trained.version} to {trained.folder}", flush=True)
         results.append(trained)
+        if trained.version is None:
+            print(f"not exported: {name} {_metric_text(trained.metrics)} does not beat the "
+                  f"serving version's {_metric_text(baseline or {})}", flush=True)  # fmt: skip
+            continue
+        print(f"exported {name} version {trained.version} to {trained.folder}", flush=True)
+        if server is not None:
+            print(f"{name}: server at {server.url} now serves version {server.load(name)}")
     print()
     print(f"{'model':<9} {'version':>7}  {'metric':<14} {'ours':>8} {'book':>8}")
     for trained in results:
+        version = "—" if trained.version is None else str(trained.version)
         for metric, value in trained.metrics.items():
             book = trained.book.get(metric)
             book_text = f"{book:8.4f}" if book is not None else f"{'—':>8}"
-            print(f"{trained.name:<9} {trained.version:>7}  {metric:<14} {value:8.4f} {book_text}")
+            print(f"{trained.name:<9} {version:>7}  {metric:<14} {value:8.4f} {book_text}")
     return 0
+
+
+def _metric_text(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()) or "(none)"
+
+
+def _serving_metrics(name: str, models_dir: Path, server: Any) -> dict[str, float] | None:
+    """The test metrics of the version serving now (the server's, else the newest on disk)."""
+    if server is not None:
+        metrics: dict[str, float] = server.metadata(name)["parameters"]["metrics"]
+        return metrics
+    versions = artifacts.list_versions(models_dir, name)
+    if not versions:
+        return None
+    return artifacts.read_manifest(artifacts.version_dir(models_dir, name, versions[-1])).metrics
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -128,8 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", choices=MODEL_CHOICES)
     train.add_argument("--epochs", type=int, help="override the recipe's epochs")
     train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=int, help="default: the recipe's (recorded in the manifest)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--serve-url", help="then ask the server at this URL to load the new version"
+    )
+    train.add_argument(
+        "--promote-if-better",
+        action="store_true",
+        help="export only if the test metric beats the serving version's",
+    )
     add_dirs(train)
     train.set_defaults(func=cmd_train)
 
@@ -155,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, ArtifactError) as error:
+    except (FileNotFoundError, ValueError, ArtifactError, ServerError) as error:
         print(f"dlwp: error: {error}", file=sys.stderr)
         return 2
 

@@ -13,16 +13,25 @@ from service import artifacts
 from training import datasets, export, features, loop, plots
 from training.recipes import Recipe, get_recipe
 
-DEFAULT_SEED = 42
-
 
 @dataclass
 class Trained:
+    """A trained model; `version` and `folder` are None when it was not exported."""
+
     name: str
-    version: int
-    folder: Path
+    version: int | None
+    folder: Path | None
     metrics: dict[str, float]
     book: dict[str, float]
+
+
+def is_better(metrics: dict[str, float], baseline: dict[str, float]) -> bool:
+    """Whether new test metrics beat a baseline's: higher accuracy, or lower MAE."""
+    if "test_accuracy" in metrics and "test_accuracy" in baseline:
+        return metrics["test_accuracy"] > baseline["test_accuracy"]
+    if "test_mae" in metrics and "test_mae" in baseline:
+        return metrics["test_mae"] < baseline["test_mae"]
+    return True
 
 
 def train_and_export(
@@ -32,10 +41,16 @@ def train_and_export(
     data_dir: str | Path | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
-    seed: int = DEFAULT_SEED,
+    seed: int | None = None,
     verbose: int = 1,
+    baseline: dict[str, float] | None = None,
 ) -> Trained:
+    """Train `name`'s recipe and export it as the next version.
+
+    With a `baseline` (the serving version's metrics), export only if the new model beats it.
+    """
     recipe = get_recipe(name)
+    seed = recipe.seed if seed is None else seed
     if epochs is not None:
         recipe = recipe.with_epochs(epochs)
     if batch_size is not None:
@@ -43,6 +58,8 @@ def train_and_export(
     dataset = datasets.load_dataset(name, data_dir)
     prepared = features.prepare(recipe, dataset)
     result = loop.train(recipe, prepared, seed=seed, verbose=verbose)
+    if baseline is not None and not is_better(result.metrics, baseline):
+        return Trained(name, None, None, result.metrics, recipe.book_result)
     manifest = export.build_manifest(
         recipe,
         seed=seed,

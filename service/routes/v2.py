@@ -56,7 +56,12 @@ def _metadata(served: ServedVersion) -> dict[str, Any]:
         "platform": "tensorflow_keras",
         "inputs": [spec.model_dump() for spec in signature.inputs],
         "outputs": [spec.model_dump() for spec in signature.outputs],
-        "parameters": {"task": served.manifest.task, "labels": served.manifest.labels},
+        "parameters": {
+            "task": served.manifest.task,
+            "labels": served.manifest.labels,
+            "metrics": served.manifest.metrics,
+            "created_at": served.manifest.created_at,
+        },
     }
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.preprocessing import HOUSING_FEATURES
+
 from ..conftest import make_client
 
-HOUSE = {name: 1.0 for name in
-         ("CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B",
-          "LSTAT")}  # fmt: skip
+HOUSE = dict.fromkeys(HOUSING_FEATURES, 1.0)
 JSON = {"content-type": "application/json"}
 
 
@@ -33,9 +33,22 @@ CASES = [
     ("POST", "/v1/sentiment", b'{"text": "a", "texts": ["b"]}', JSON, 422, "exactly one"),
     ("POST", "/v1/sentiment", b'{"texts": []}', JSON, 422, "at least one"),
     ("POST", "/v1/sentiment", b'{"text": "caf\xe9"}', JSON, 400, "malformed JSON"),
-    ("POST", "/v1/sentiment", b'{"text": "' + b"word " * 30_000 + b'"}', JSON, 422,
-     "at most 100000"),
-    ("POST", "/v1/sentiment", b"good film", {"content-type": "text/plain"}, 415, "application/json"),
+    (
+        "POST",
+        "/v1/sentiment",
+        b'{"text": "' + b"word " * 30_000 + b'"}',
+        JSON,
+        422,
+        "at most 100000",
+    ),
+    (
+        "POST",
+        "/v1/sentiment",
+        b"good film",
+        {"content-type": "text/plain"},
+        415,
+        "application/json",
+    ),
     ("POST", "/v1/topics", b'{"text": "oil prices", "top_k": 0}', JSON, 422, "top_k"),
     ("POST", "/v1/digits", b'{"pixels": [1, 2, 3]}', JSON, 422, "784 pixel values"),
     ("POST", "/v1/digits", b'{"pixels": [' + b"NaN," * 783 + b"1]}", JSON, 400, "malformed JSON"),
@@ -45,18 +58,48 @@ CASES = [
     ("POST", "/v1/digits", _bomb(), {"content-type": "image/png"}, 422, "pixels are accepted"),
     ("POST", "/v1/digits", b"<xml/>", {"content-type": "application/xml"}, 415, "image/png"),
     ("POST", "/v1/housing", b'{"features": {"CRIM": 1}}', JSON, 422, "missing ZN"),
-    ("POST", "/v1/housing", b'{"features": ' + str(HOUSE | {"RM": "big"}).replace("'", '"')
-     .encode() + b"}", JSON, 422, "RM must be a number"),
+    (
+        "POST",
+        "/v1/housing",
+        b'{"features": ' + str(HOUSE | {"RM": "big"}).replace("'", '"').encode() + b"}",
+        JSON,
+        422,
+        "RM must be a number",
+    ),
     ("POST", "/v2/models/nope/infer", b'{"inputs": []}', JSON, 404, "unknown model"),
     ("POST", "/v2/models/mnist/versions/99/infer", b'{"inputs": []}', JSON, 404, "version 99"),
-    ("POST", "/v2/models/mnist/infer", b'{"inputs": [{"name": "pixels", "datatype": "FP32", '
-     b'"shape": [1, 784], "data": [1, 2]}]}', JSON, 422, "needs 784 values"),
-    ("POST", "/v2/models/mnist/infer", b'{"inputs": [{"name": "image", "datatype": "FP32", '
-     b'"shape": [1, 2], "data": [1, 2]}]}', JSON, 422, "takes one input 'pixels'"),
-    ("POST", "/v2/models/imdb/infer", b'{"inputs": [{"name": "text", "datatype": "FP32", '
-     b'"shape": [1], "data": [1]}]}', JSON, 422, "must be BYTES"),
-    ("POST", "/v2/models/mnist/infer", b'{"inputs": [{"name": "pixels", "datatype": "COMPLEX", '
-     b'"shape": [1], "data": [1]}]}', JSON, 400, "unsupported datatype"),
+    (
+        "POST",
+        "/v2/models/mnist/infer",
+        b'{"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 784], "data": [1, 2]}]}',
+        JSON,
+        422,
+        "needs 784 values",
+    ),
+    (
+        "POST",
+        "/v2/models/mnist/infer",
+        b'{"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}',
+        JSON,
+        422,
+        "takes one input 'pixels'",
+    ),
+    (
+        "POST",
+        "/v2/models/imdb/infer",
+        b'{"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1]}]}',
+        JSON,
+        422,
+        "must be BYTES",
+    ),
+    (
+        "POST",
+        "/v2/models/mnist/infer",
+        b'{"inputs": [{"name": "pixels", "datatype": "COMPLEX", "shape": [1], "data": [1]}]}',
+        JSON,
+        400,
+        "unsupported datatype",
+    ),
     ("POST", "/v2/models/mnist/infer", b'{"outputs": []}', JSON, 400, "'inputs' list"),
     ("POST", "/v1/models/mnist:predict", b'{"instances": [[1, 2]]}', JSON, 422, "784"),
     ("POST", "/v1/models/mnist:predict", b'{"instances": [], "inputs": []}', JSON, 400, "either"),

@@ -39,7 +39,7 @@ def test_recipes_train_as_long_as_the_book():
         "mnist": (5, 128),
         "imdb": (4, 512),
         "reuters": (9, 512),
-        "housing": (80, 16),
+        "housing": (130, 16),
     }
     assert RECIPES["housing"].validation == "kfold" and RECIPES["housing"].folds == 4
 
