@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "loadtests" / "reports"
-MNIST_BODY = json.dumps({"instances": [[float((i * 7) % 256) for i in range(784)]]})
+sys.path.insert(0, str(REPO))
 
 
 @dataclass
@@ -41,9 +41,21 @@ class Scenario:
     body: str
 
 
-SCENARIOS = {
-    "mnist": Scenario("mnist", "mnist", "/v1/models/mnist:predict", MNIST_BODY),
-}
+def scenarios() -> dict[str, Scenario]:
+    """One body per use, taken from the real test sets (loadtests/payloads.py)."""
+    from loadtests import payloads
+
+    return {
+        "mnist": Scenario("mnist", "mnist", "/v1/models/mnist:predict",
+                          json.dumps(payloads.mnist_instances_body(0))),
+        "digits": Scenario("digits", "mnist", "/v1/digits",
+                           json.dumps(payloads.digits_json_body(0))),
+        "housing": Scenario("housing", "housing", "/v1/housing",
+                            json.dumps(payloads.housing_body(0))),
+        "sentiment": Scenario("sentiment", "imdb", "/v1/sentiment",
+                              json.dumps(payloads.sentiment_body(0))),
+        "topics": Scenario("topics", "reuters", "/v1/topics", json.dumps(payloads.topics_body(0))),
+    }  # fmt: skip
 
 
 @dataclass
@@ -75,13 +87,17 @@ def pinned(command: list[str], core: int) -> list[str]:
 
 
 class Server:
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    """`dlwp serve` (or, with `echo=True`, the echo ceiling) as one process on core 0."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, echo: bool = False) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_dir / f"server-{name}.log", "wb")  # noqa: SIM115
         full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", "DLWP_LOG_LEVEL": "warning", **env}
         command = [sys.executable, "-m", "training.cli", "serve", "--port", str(self.port)]
+        if echo:
+            command = [sys.executable, str(REPO / "loadtests" / "echo_server.py"), str(self.port)]
         self.process = subprocess.Popen(
             pinned(command, 0), env=full_env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO
         )
@@ -97,6 +113,8 @@ class Server:
 
     def batch_totals(self, model: str) -> tuple[float, float]:
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        if not text.strip():  # the echo ceiling has no metrics
+            return 0.0, 0.0
         total = count = 0.0
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -174,50 +192,111 @@ def measure(server: Server, scenario: Scenario, concurrency: int, seconds: int,
                  round(mean_batch, 2) if mean_batch else None)  # fmt: skip
 
 
-SERVERS = {
-    "batched": {},
-    "unbatched": {"DLWP_MAX_BATCH_SIZE": "1"},
+# name → (environment, is the echo ceiling)
+SERVERS: dict[str, tuple[dict[str, str], bool]] = {
+    "batched": ({}, False),
+    "unbatched": ({"DLWP_MAX_BATCH_SIZE": "1"}, False),
+    "echo": ({}, True),
 }
 
 
-def markdown(points: list[Point]) -> str:
+def _ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.2f}" if base else ""
+
+
+def markdown(points: list[Point], compute: list[dict[str, float]]) -> str:
+    """The batched server's points with ratios to the unbatched server and the echo ceiling."""
+    by_key = {(p.server, p.scenario, p.concurrency): p for p in points}
     lines = [
-        "| scenario | server | concurrency | req/s | p50 ms | p99 ms | errors | mean batch | "
-        "req/s ÷ unbatched |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | concurrency | req/s | p50 ms | p99 ms | errors | mean batch | "
+        "req/s ÷ unbatched | req/s ÷ echo | p99 ÷ echo p99 | p50 ÷ unbatched p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    unbatched = {(p.scenario, p.concurrency): p for p in points if p.server == "unbatched"}
     for p in points:
-        base = unbatched.get((p.scenario, p.concurrency))
-        ratio = (
-            f"{p.requests_per_s / base.requests_per_s:.2f}" if base and base.requests_per_s else ""
-        )
+        if p.server != "batched":
+            continue
+        unbatched = by_key.get(("unbatched", p.scenario, p.concurrency))
+        echo = by_key.get(("echo", p.scenario, p.concurrency))
         lines.append(
-            f"| {p.scenario} | {p.server} | {p.concurrency} | {p.requests_per_s:.0f} | "
-            f"{p.p50_ms:.2f} | {p.p99_ms:.2f} | {p.errors} | {p.mean_batch_size or ''} | {ratio} |"
+            f"| {p.scenario} | {p.concurrency} | {p.requests_per_s:.0f} | {p.p50_ms:.2f} | "
+            f"{p.p99_ms:.2f} | {p.errors} | {p.mean_batch_size or ''} | "
+            f"{_ratio(p.requests_per_s, unbatched.requests_per_s if unbatched else None)} | "
+            f"{_ratio(p.requests_per_s, echo.requests_per_s if echo else None)} | "
+            f"{_ratio(p.p99_ms, echo.p99_ms if echo else None)} | "
+            f"{_ratio(p.p50_ms, unbatched.p50_ms if unbatched else None)} |"
         )
+    lines += ["", "All servers, raw:", "",
+              "| server | scenario | concurrency | req/s | p50 ms | p99 ms | errors | mean batch |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        f"| {p.server} | {p.scenario} | {p.concurrency} | {p.requests_per_s:.0f} | "
+        f"{p.p50_ms:.2f} | {p.p99_ms:.2f} | {p.errors} | {p.mean_batch_size or ''} |"
+        for p in points
+    ]
+    if compute:
+        lines += ["", "Compute ceiling (MNIST model call alone, in-process, one thread):", "",
+                  "| batch | ms per call | rows/s |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| {c['batch']:.0f} | {c['ms_per_call']:.3f} | {c['rows_per_s']:.0f} |"
+                  for c in compute]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+COMPUTE_CODE = """
+import json, sys, time, numpy as np
+from service.runtime import configure_threads, compile_model
+configure_threads(1)
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(1)
+predict = compile_model(sys.argv[1], 784, 256, "tensorflow")
+calls = int(sys.argv[2])
+rows = []
+for batch in (1, 8, 32, 64, 128, 256):
+    x = np.random.default_rng(0).random((batch, 784), dtype=np.float32)
+    started = time.perf_counter()
+    for _ in range(calls):
+        predict(x)
+    seconds = (time.perf_counter() - started) / calls
+    rows.append({"batch": batch, "ms_per_call": seconds * 1000, "rows_per_s": batch / seconds})
+print(json.dumps(rows))
+"""
+
+
+def compute_ceiling(quick: bool) -> list[dict[str, float]]:
+    """The MNIST model call alone at batch 1…256: what the model could do without HTTP."""
+    model = str(REPO / "models" / "mnist" / "1" / "model.keras")
+    command = [sys.executable, "-c", COMPUTE_CODE, model, "20" if quick else "200"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    output = subprocess.run(pinned(command, 0), capture_output=True, text=True, check=True,
+                            cwd=REPO, env=env).stdout  # fmt: skip
+    result: list[dict[str, float]] = json.loads(output.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds per point")
-    parser.add_argument("--seconds", type=int, help="seconds per point (default 20, quick 3)")
-    parser.add_argument("--concurrency", default="1,64", help="comma-separated levels")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--seconds", type=int, help="seconds per point (default 8, quick 2)")
+    parser.add_argument("--concurrency", help="comma-separated levels (default 1,8,32,64,128; "
+                        "quick 1,64)")  # fmt: skip
+    parser.add_argument("--scenarios", help="comma-separated (default all; quick mnist,housing)")
+    parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
-    seconds = args.seconds or (3 if args.quick else 20)
-    levels = [int(c) for c in args.concurrency.split(",")]
-    scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
+    seconds = args.seconds or (2 if args.quick else 8)
+    levels = [int(c) for c in (args.concurrency or ("1,64" if args.quick else "1,8,32,64,128"))
+              .split(",")]  # fmt: skip
+    known = scenarios()
+    chosen = [known[name] for name in (args.scenarios or ("mnist,housing" if args.quick
+              else ",".join(known))).split(",")]  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="dlwp-bench-"))
 
     points: list[Point] = []
-    for server_name, env in SERVERS.items():
-        server = Server(server_name, env, scratch)
+    for server_name in args.servers.split(","):
+        env, echo = SERVERS[server_name]
+        server = Server(server_name, env, scratch, echo=echo)
         try:
-            for scenario in scenarios:
+            for scenario in chosen:
                 script = wrk_script(scenario, scratch)
                 for concurrency in levels:
                     point = measure(server, scenario, concurrency, seconds, script)
@@ -226,9 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
 
-    report: dict[str, Any] = {"seconds_per_point": seconds, "points": [asdict(p) for p in points]}
+    compute = compute_ceiling(args.quick)
+    report: dict[str, Any] = {
+        "seconds_per_point": seconds,
+        "points": [asdict(p) for p in points],
+        "compute_ceiling": compute,
+    }
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(points)
+    table = markdown(points, compute)
     (args.out / "bench.md").write_text(table)
     print(table)
     return 0

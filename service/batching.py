@@ -85,19 +85,17 @@ class Batcher:
                 f"{self.max_queue_rows}); retry later",
                 retry_after_s=1,
             )
-        pending = _Pending(rows, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        pending = _Pending(rows, loop.create_future())
         self._queue.append(pending)
         self._change_queue(len(rows))
         self._wakeup.set()
+        # A plain timer, not asyncio.wait_for: no extra task per request on the hot path.
+        timer = loop.call_later(timeout_s, _expire, pending.future, timeout_s)
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
-        except TimeoutError:
-            # Left in the queue, it would still cost a model call: drop it if not yet taken.
-            if not pending.future.done():
-                pending.future.cancel()
-            raise DeadlineExceededError(
-                f"no answer within the request deadline of {timeout_s:g} s"
-            ) from None
+            return await pending.future
+        finally:
+            timer.cancel()
 
     async def drain(self) -> None:
         """Stop taking requests and return once everything queued or running has finished."""
@@ -179,6 +177,14 @@ class Batcher:
                 self._predictor(inputs[i : i + self.max_batch_size])
                 for i in range(0, len(inputs), self.max_batch_size)
             ]
+        )
+
+
+def _expire(future: asyncio.Future[np.ndarray], timeout_s: float) -> None:
+    # A request still queued is then skipped by the worker; one already running is dropped.
+    if not future.done():
+        future.set_exception(
+            DeadlineExceededError(f"no answer within the request deadline of {timeout_s:g} s")
         )
 
 
