@@ -7,13 +7,22 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.core import DataPlane
+from service.errors import BadRequestError
 from service.repository import ModelRepository
 from service.settings import Settings
 
 
-def get_plane(request: Request) -> DataPlane:
+def plane_of(request: Request) -> DataPlane:
     plane: DataPlane = request.app.state.plane
     return plane
+
+
+def path_version(request: Request) -> int:
+    """The `{version}` path parameter as an integer (400 otherwise)."""
+    text = request.path_params["version"]
+    if not text.isdigit():
+        raise BadRequestError(f"version must be a positive integer, got {text!r}")
+    return int(text)
 
 
 def get_repository(request: Request) -> ModelRepository:
@@ -26,6 +35,5 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-Plane = Annotated[DataPlane, Depends(get_plane)]
 Repository = Annotated[ModelRepository, Depends(get_repository)]
 AppSettings = Annotated[Settings, Depends(get_settings)]

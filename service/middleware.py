@@ -7,7 +7,6 @@ health or metrics routes.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -69,7 +68,6 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
-        scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex[:16]
 
         async def send_with_status(message: Message) -> None:
             nonlocal status

@@ -11,8 +11,9 @@ from pydantic import BaseModel
 from service import schemas
 from service.codecs import DigitsCodec, HousingCodec, TextCodec, TopicsCodec
 from service.core import expect_codec
-from service.deps import Plane
+from service.deps import plane_of
 from service.errors import BadRequestError, UnsupportedMediaTypeError
+from service.hotpath import hot
 from service.http import JSON_TYPES, json_response, media_type, parse_json, read_json
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -42,7 +43,9 @@ def _answer(served: Any, predictions: list[dict[str, Any]]) -> Response:
     openapi_extra=_body(schemas.SentimentRequest),
     responses={200: {"model": schemas.SentimentResponse}, **_ERRORS},
 )
-async def sentiment(request: Request, plane: Plane) -> Response:
+@hot
+async def sentiment(request: Request) -> Response:
+    plane = plane_of(request)
     body = schemas.parse(schemas.SentimentRequest, await read_json(request))
     served, outputs = await plane.predict(
         request, "imdb", None, lambda c: expect_codec(c, TextCodec).rows_from_texts(body.items())
@@ -56,7 +59,9 @@ async def sentiment(request: Request, plane: Plane) -> Response:
     openapi_extra=_body(schemas.TopicsRequest),
     responses={200: {"model": schemas.TopicsResponse}, **_ERRORS},
 )
-async def topics(request: Request, plane: Plane) -> Response:
+@hot
+async def topics(request: Request) -> Response:
+    plane = plane_of(request)
     body = schemas.parse(schemas.TopicsRequest, await read_json(request))
     served, outputs = await plane.predict(
         request,
@@ -73,7 +78,9 @@ async def topics(request: Request, plane: Plane) -> Response:
     openapi_extra=_body(schemas.DigitsRequest, *IMAGE_TYPES[:2], "multipart/form-data"),
     responses={200: {"model": schemas.DigitsResponse}, **_ERRORS},
 )
-async def digits(request: Request, plane: Plane) -> Response:
+@hot
+async def digits(request: Request) -> Response:
+    plane = plane_of(request)
     kind = media_type(request)
     if kind in IMAGE_TYPES:
         image = await request.body()
@@ -107,7 +114,9 @@ async def digits(request: Request, plane: Plane) -> Response:
     openapi_extra=_body(schemas.HousingRequest),
     responses={200: {"model": schemas.HousingResponse}, **_ERRORS},
 )
-async def housing(request: Request, plane: Plane) -> Response:
+@hot
+async def housing(request: Request) -> Response:
+    plane = plane_of(request)
     body = schemas.parse(schemas.HousingRequest, await read_json(request))
     served, outputs = await plane.predict(
         request,

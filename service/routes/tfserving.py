@@ -10,8 +10,9 @@ from fastapi.responses import Response
 
 from service import artifacts
 from service.codecs import Codec
-from service.deps import Plane, Repository
+from service.deps import Repository, plane_of
 from service.errors import BadRequestError, InvalidInputError, ModelNotFoundError
+from service.hotpath import hot
 from service.http import json_response, read_json
 
 router = APIRouter(prefix="/v1/models", tags=["tf serving rest"])
@@ -34,8 +35,9 @@ async def status(name: str, repository: Repository) -> Response:
     summary="Predict: POST /v1/models/{name}:predict",
     openapi_extra=_PREDICT_DOC,
 )
-async def predict(target: str, request: Request, plane: Plane) -> Response:
-    return await _predict(target, None, request, plane)
+@hot
+async def predict(request: Request) -> Response:
+    return await _predict(request.path_params["target"], None, request)
 
 
 @router.get("/{name}/versions/{version}", summary="Status of one version")
@@ -48,11 +50,12 @@ async def version_status(name: str, version: int, repository: Repository) -> Res
     summary="Predict on one version: POST /v1/models/{name}/versions/{v}:predict",
     openapi_extra=_PREDICT_DOC,
 )
-async def predict_version(name: str, target: str, request: Request, plane: Plane) -> Response:
-    version_text, verb = _split_verb(target)
+@hot
+async def predict_version(request: Request) -> Response:
+    version_text, verb = _split_verb(request.path_params["target"])
     if not version_text.isdigit():
         raise BadRequestError(f"version must be an integer, got {version_text!r}")
-    return await _predict(f"{name}:{verb}", int(version_text), request, plane)
+    return await _predict(f"{request.path_params['name']}:{verb}", int(version_text), request)
 
 
 def _split_verb(target: str) -> tuple[str, str]:
@@ -62,7 +65,7 @@ def _split_verb(target: str) -> tuple[str, str]:
     return head, verb
 
 
-async def _predict(target: str, version: int | None, request: Request, plane: Plane) -> Response:
+async def _predict(target: str, version: int | None, request: Request) -> Response:
     name, verb = _split_verb(target)
     if verb != "predict":
         raise ModelNotFoundError(f"unknown method {verb!r}: only :predict is served")
@@ -75,7 +78,7 @@ async def _predict(target: str, version: int | None, request: Request, plane: Pl
     def encode(codec: Codec) -> Any:
         return codec.rows_from_tensor(_unwrap(data, codec.input_spec.name, row_format))
 
-    _, outputs = await plane.predict(request, name, version, encode)
+    _, outputs = await plane_of(request).predict(request, name, version, encode)
     key = "predictions" if row_format else "outputs"
     return json_response({key: np.asarray(outputs, dtype=np.float32)})
 

@@ -14,8 +14,9 @@ from fastapi.responses import Response
 
 from service import tensors
 from service.codecs import Codec
-from service.deps import Plane, Repository
+from service.deps import Repository, path_version, plane_of
 from service.errors import BadRequestError, InvalidInputError
+from service.hotpath import hot
 from service.http import error_response, json_response, parse_json
 from service.repository import ServedVersion
 
@@ -106,8 +107,9 @@ _INFER_DOC = {
 
 
 @router.post("/models/{name}/infer", summary="Inference on typed tensors", openapi_extra=_INFER_DOC)
-async def infer(name: str, request: Request, plane: Plane) -> Response:
-    return await _infer(name, None, request, plane)
+@hot
+async def infer(request: Request) -> Response:
+    return await _infer(request.path_params["name"], None, request)
 
 
 @router.post(
@@ -115,11 +117,12 @@ async def infer(name: str, request: Request, plane: Plane) -> Response:
     summary="Inference on one version",
     openapi_extra=_INFER_DOC,
 )
-async def infer_version(name: str, version: int, request: Request, plane: Plane) -> Response:
-    return await _infer(name, version, request, plane)
+@hot
+async def infer_version(request: Request) -> Response:
+    return await _infer(request.path_params["name"], path_version(request), request)
 
 
-async def _infer(name: str, version: int | None, request: Request, plane: Plane) -> Response:
+async def _infer(name: str, version: int | None, request: Request) -> Response:
     body = await request.body()
     header, binary = _split_binary(request, body)
     payload = parse_json(header)
@@ -143,7 +146,7 @@ async def _infer(name: str, version: int | None, request: Request, plane: Plane)
             )
         return codec.rows_from_tensor(values[expected.name])
 
-    served, outputs = await plane.predict(request, name, version, encode)
+    served, outputs = await plane_of(request).predict(request, name, version, encode)
     output_name = served.codec.output_spec.name
     for requested in wanted:
         if requested != output_name:
