@@ -7,8 +7,8 @@ process. Each loads and warms every model before it takes its first connection.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
