@@ -188,7 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `dlwp predict sentiment --url U "text"`: inputs may follow options, which argparse's
+    # subcommands do not allow for a positional list; collect the leftovers as inputs.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
+        args.inputs = [*args.inputs, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except (FileNotFoundError, ValueError, ArtifactError, ServerError) as error:

@@ -145,3 +145,38 @@ def test_two_workers_counts_add_up():
             assert total == 40, "every scrape sees both workers' requests"
     finally:
         server.stop()
+
+
+def test_batched_answers_equal_unbatched_answers_row_for_row(server):
+    rows = np.random.default_rng(7).integers(0, 256, size=(24, 784)).astype(float).tolist()
+    url = f"{server.url}/v1/models/mnist:predict"
+
+    def one(row: list[float]) -> list[float]:
+        response = httpx.post(url, json={"instances": [row]}, timeout=10)
+        return list(response.json()["predictions"][0])
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        concurrent_rows = list(pool.map(one, rows))
+    together = httpx.post(url, json={"instances": rows}, timeout=10).json()["predictions"]
+
+    np.testing.assert_allclose(concurrent_rows, together, rtol=1e-5, atol=1e-6)
+
+
+def test_a_malformed_request_among_good_ones_fails_alone(server):
+    good = {"instances": [[0.0] * 784]}
+    bad = [
+        {"instances": [[0.0] * 783]},
+        {"instances": [["x"] * 784]},
+        {"instances": [[-1.0] * 784]},
+    ]
+    bodies = [good] * 30 + bad + [good] * 30
+
+    def send(body: dict) -> httpx.Response:  # type: ignore[type-arg]
+        return httpx.post(f"{server.url}/v1/models/mnist:predict", json=body, timeout=10)
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(send, bodies))
+
+    codes = [r.status_code for r in responses]
+    assert codes == [200] * 30 + [422] * 3 + [200] * 30
+    assert all(len(r.json()["predictions"][0]) == 10 for r in responses if r.status_code == 200)
