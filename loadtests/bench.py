@@ -16,11 +16,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "loadtests" / "reports"
 sys.path.insert(0, str(REPO))
+
+from loadtests.server_process import ServerProcess, pinned  # noqa: E402
 
 
 @dataclass
@@ -70,46 +70,13 @@ class Point:
     mean_batch_size: float | None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pinned(command: list[str], core: int) -> list[str]:
-    """Pin to one core where taskset works, so server and load generator do not compete."""
-    taskset = shutil.which("taskset")
-    if taskset and os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
-        probe = subprocess.run([taskset, "-c", str(core), "true"], capture_output=True)
-        if probe.returncode == 0:
-            return [taskset, "-c", str(core), *command]
-    return command
-
-
-class Server:
-    """`dlwp serve` (or, with `echo=True`, the echo ceiling) as one process on core 0."""
+class Server(ServerProcess):
+    """A server under test, pinned to core 0, quiet, ready to measure."""
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, echo: bool = False) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log_dir / f"server-{name}.log", "wb")  # noqa: SIM115
-        full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", "DLWP_LOG_LEVEL": "warning", **env}
-        command = [sys.executable, "-m", "training.cli", "serve", "--port", str(self.port)]
-        if echo:
-            command = [sys.executable, str(REPO / "loadtests" / "echo_server.py"), str(self.port)]
-        self.process = subprocess.Popen(
-            pinned(command, 0), env=full_env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server {name} did not become ready; see {self.log.name}")
+        super().__init__({"DLWP_LOG_LEVEL": "warning", **env}, name=name, log_dir=log_dir,
+                         core=0, echo=echo)  # fmt: skip
+        self.wait_ready()
 
     def batch_totals(self, model: str) -> tuple[float, float]:
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
@@ -125,14 +92,6 @@ class Server:
                 elif sample.name == "dlwp_batch_size_count":
                     count = sample.value
         return total, count
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
 
 
 def wrk_script(scenario: Scenario, folder: Path) -> Path:

@@ -34,20 +34,13 @@ def data_dir() -> Path:
 
 # ---------------------------------------------------------------------------------- serving
 
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from loadtests.server_process import ServerProcess  # noqa: E402
 
 
 def wait_ready(get: object, url: str = "/v2/health/ready", timeout_s: float = 90) -> None:
@@ -79,39 +72,9 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-class ServerProcess:
-    """`dlwp serve` in a child process on a free port, stopped when the test is done."""
-
-    def __init__(self, env: dict[str, str] | None = None, workers: int = 1) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", **(env or {})}
-        full_env.setdefault("DLWP_MODELS_DIR", str(COMMITTED_MODELS))
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"dlwp-server-{self.port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "training.cli", "serve", "--port", str(self.port),
-             "--workers", str(workers)],
-            env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def wait_ready(self) -> ServerProcess:
-        with httpx.Client(base_url=self.url, timeout=5) as http:
-            wait_ready(http.get)
-        return self
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
-
-
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
     """A real uvicorn server process on the committed models."""
-    process = ServerProcess().wait_ready()
+    process = ServerProcess({"DLWP_MODELS_DIR": str(COMMITTED_MODELS)}).wait_ready()
     yield process
     process.stop()

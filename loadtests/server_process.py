@@ -1,0 +1,81 @@
+"""`dlwp serve` (or the echo ceiling) in a child process on a free port: the one helper that the
+benchmark, the load tests and the test suite use to run a real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(command: list[str], core: int | None) -> list[str]:
+    """Pin to one core where taskset works, so server and load generator do not compete."""
+    taskset = shutil.which("taskset")
+    if core is None or taskset is None or (os.cpu_count() or 1) < 2:
+        return command
+    if subprocess.run([taskset, "-c", str(core), "true"], capture_output=True).returncode != 0:
+        return command
+    return [taskset, "-c", str(core), *command]
+
+
+class ServerProcess:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        workers: int = 1,
+        name: str = "server",
+        log_dir: Path | None = None,
+        core: int | None = None,
+        echo: bool = False,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        folder = log_dir or Path(tempfile.gettempdir())
+        self.log_path = folder / f"dlwp-{name}-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", **(env or {})}
+        command = [sys.executable, "-m", "training.cli", "serve", "--port", str(self.port),
+                   "--workers", str(workers)]  # fmt: skip
+        if echo:
+            command = [sys.executable, str(REPO / "loadtests" / "echo_server.py"), str(self.port)]
+        self.process = subprocess.Popen(pinned(command, core), env=full_env, cwd=REPO,
+                                        stdout=self._log, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def wait_ready(self, timeout_s: float = 120) -> ServerProcess:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
