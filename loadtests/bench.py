@@ -5,7 +5,7 @@ the other core with a Lua script that POSTs a fixed body. For each scenario and 
 records req/s, p50, p99, errors and the mean batch size the server reports in `/metrics`.
 Batching on and off run in the same invocation, so their ratio is fair.
 
-    python loadtests/bench.py                 # full run (~30 s per point)
+    python loadtests/bench.py                 # full run: 3 interleaved 3-s runs per point
     python loadtests/bench.py --quick         # a few seconds per point (used by the tests)
 """
 
@@ -151,6 +151,21 @@ def measure(server: Server, scenario: Scenario, concurrency: int, seconds: int,
                  round(mean_batch, 2) if mean_batch else None)  # fmt: skip
 
 
+def median_point(runs: list[Point]) -> Point:
+    """One point from interleaved runs: the median of each figure, errors added up."""
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    batches = [r.mean_batch_size for r in runs if r.mean_batch_size is not None]
+    return Point(
+        runs[0].server, runs[0].scenario, runs[0].concurrency,
+        median([r.requests_per_s for r in runs]), median([r.p50_ms for r in runs]),
+        median([r.p99_ms for r in runs]), sum(r.errors for r in runs),
+        round(median(batches), 2) if batches else None,
+    )  # fmt: skip
+
+
 # name → (environment, is the echo ceiling)
 SERVERS: dict[str, tuple[dict[str, str], bool]] = {
     "batched": ({}, False),
@@ -165,6 +180,7 @@ def _ratio(value: float, base: float | None) -> str:
 
 def markdown(points: list[Point], compute: list[dict[str, float]]) -> str:
     """The batched server's points with ratios to the unbatched server and the echo ceiling."""
+    points = sorted(points, key=lambda p: list(SERVERS).index(p.server))
     by_key = {(p.server, p.scenario, p.concurrency): p for p in points}
     lines = [
         "| scenario | concurrency | req/s | p50 ms | p99 ms | errors | mean batch | "
@@ -234,14 +250,17 @@ def compute_ceiling(quick: bool) -> list[dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds per point")
-    parser.add_argument("--seconds", type=int, help="seconds per point (default 8, quick 2)")
+    parser.add_argument("--seconds", type=int, help="seconds per run (default 3, quick 2)")
     parser.add_argument("--concurrency", help="comma-separated levels (default 1,8,32,64,128; "
                         "quick 1,64)")  # fmt: skip
     parser.add_argument("--scenarios", help="comma-separated (default all; quick mnist,housing)")
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--rounds", type=int, help="interleaved runs per point, median kept "
+                        "(default 3, quick 1)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
-    seconds = args.seconds or (2 if args.quick else 8)
+    seconds = args.seconds or (2 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 3)
     levels = [int(c) for c in (args.concurrency or ("1,64" if args.quick else "1,8,32,64,128"))
               .split(",")]  # fmt: skip
     known = scenarios()
@@ -250,23 +269,37 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="dlwp-bench-"))
 
+    # All servers run at once (idle ones cost nothing) and take turns at each point, so slow
+    # drifts of this shared machine hit them alike and the ratios stay fair.
     points: list[Point] = []
-    for server_name in args.servers.split(","):
-        env, echo = SERVERS[server_name]
-        server = Server(server_name, env, scratch, echo=echo)
-        try:
-            for scenario in chosen:
-                script = wrk_script(scenario, scratch)
-                for concurrency in levels:
-                    point = measure(server, scenario, concurrency, seconds, script)
+    servers = []
+    try:
+        for server_name in args.servers.split(","):
+            env, echo = SERVERS[server_name]
+            servers.append(Server(server_name, env, scratch, echo=echo))
+        for scenario in chosen:
+            script = wrk_script(scenario, scratch)
+            for concurrency in levels:
+                runs: dict[str, list[Point]] = {server.name: [] for server in servers}
+                for round_ in range(rounds):
+                    # Rotate who goes first, so no server always meets the same drift.
+                    for server in (
+                        servers[round_ % len(servers) :] + servers[: round_ % len(servers)]
+                    ):
+                        runs[server.name].append(measure(server, scenario, concurrency, seconds,
+                                                         script))  # fmt: skip
+                for server in servers:
+                    point = median_point(runs[server.name])
                     print(json.dumps(asdict(point)), flush=True)
                     points.append(point)
-        finally:
+    finally:
+        for server in servers:
             server.stop()
 
     compute = compute_ceiling(args.quick)
     report: dict[str, Any] = {
-        "seconds_per_point": seconds,
+        "seconds_per_run": seconds,
+        "rounds": rounds,
         "points": [asdict(p) for p in points],
         "compute_ceiling": compute,
     }

@@ -28,9 +28,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_error(send, 413, self._message(int(declared)))
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await _send_error(send, 413, self._message(int(declared)))
+                return
+            # The HTTP server reads exactly Content-Length bytes: nothing more to count.
+            await self.app(scope, receive, send)
             return
         received = 0
 
@@ -61,6 +65,21 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # prometheus_client's labels() validates and locks on every call; the series are few
+        # (models × routes × codes), so look each up once.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _observe(self, model: str, route: str, status: int, seconds: float) -> None:
+        key = (model, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (
+                metrics.REQUESTS.labels(model, route, str(status)),
+                metrics.REQUEST_LATENCY.labels(model, route),
+            )
+            self._series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _UNMEASURED:
@@ -82,8 +101,7 @@ class MetricsMiddleware:
             route_path = getattr(route, "path", "unmatched")
             # Only a model that was found is a label: client-chosen names must not add series.
             model = scope.get("state", {}).get("model", "")
-            metrics.REQUESTS.labels(model, route_path, str(status)).inc()
-            metrics.REQUEST_LATENCY.labels(model, route_path).observe(time.perf_counter() - started)
+            self._observe(model, route_path, status, time.perf_counter() - started)
 
 
 async def _send_error(send: Send, status: int, message: str, headers: Any = ()) -> None:
