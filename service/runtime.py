@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def _jax_predictor(path: Path, max_batch_size: int) -> Predictor:
     others = [v.value for v in model.non_trainable_variables]
 
     @jax.jit  # type: ignore[untyped-decorator]
-    def serve(trainable: list, non_trainable: list, batch: jax.Array) -> jax.Array:  # type: ignore[type-arg]
+    def serve(trainable: list[Any], non_trainable: list[Any], batch: Any) -> Any:
         outputs, _ = model.stateless_call(trainable, non_trainable, batch, training=False)
         return outputs
 
