@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import httpx
 import numpy as np
@@ -138,6 +139,7 @@ def test_two_workers_counts_add_up():
             for _ in range(40):
                 # New connections, so the kernel spreads them over both workers.
                 httpx.post(f"{server.url}/v1/sentiment", json={"text": REVIEW}, timeout=10)
+            time.sleep(0.2)  # a request is counted just after its response is sent
             texts = [http.get("/metrics").text for _ in range(6)]
         for text in texts:
             counts = _samples(text, "dlwp_requests_total")
