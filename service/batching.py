@@ -106,8 +106,6 @@ class Batcher:
 
     def _change_queue(self, delta: int) -> None:
         self._queued_rows += delta
-        if self._on_queue_change is not None:
-            self._on_queue_change(self._queued_rows)
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -124,6 +122,9 @@ class Batcher:
             self._change_queue(-len(head.rows))
             batch.append(head)
             rows += len(head.rows)
+        # Reported once a batch, not once a request: the gauge is a sample, and this is hot.
+        if self._on_queue_change is not None:
+            self._on_queue_change(self._queued_rows)
         return batch
 
     async def _run(self) -> None:

@@ -45,7 +45,10 @@ BATCH_SIZE = Histogram(
     "dlwp_batch_size", "Rows in one batched model call.", ["model"], buckets=_BATCH_BUCKETS
 )
 QUEUE_DEPTH = Gauge(
-    "dlwp_queue_depth", "Rows waiting in the batch queue.", ["model"], multiprocess_mode="livesum"
+    "dlwp_queue_depth",
+    "Rows waiting in the batch queue (sampled as each batch is taken).",
+    ["model"],
+    multiprocess_mode="livesum",
 )
 MODEL_INFO = Gauge(
     "dlwp_model_info", "1 for each model version being served.", ["model", "version"],
