@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -56,6 +57,8 @@ class HotRoutes:
                     request = Request(scope, receive, send)
                     try:
                         response = await route.endpoint(request)
+                    except ClientDisconnect:
+                        return  # nobody is left to answer
                     except Exception as error:
                         response = response_for_error(request, error)
                     await response(scope, receive, send)

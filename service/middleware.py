@@ -86,7 +86,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status = 499  # stays so only if no response was sent: the client went away
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
