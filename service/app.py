@@ -28,7 +28,7 @@ from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.repository import ModelRepository
 from service.routes import repository as repository_routes
 from service.routes import tasks, tfserving, v2
-from service.runtime import configure_threads
+from service.runtime import configure_backend, configure_threads
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _configure_tensorflow(settings.compute_threads)
+        configure_backend(settings.backend, settings.compute_threads)
         # Loading before start-up completes keeps this worker off the shared socket until its
         # models are warm, so with several workers no request reaches one that is still loading.
         await repository.load_all()
@@ -99,22 +99,6 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 async def _metrics() -> Response:
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
-
-
-def _configure_tensorflow(threads: int) -> None:
-    if _backend_is_jax():
-        return
-    import tensorflow as tf
-
-    with contextlib.suppress(RuntimeError):  # already initialised by an earlier app
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def _backend_is_jax() -> bool:
-    import os
-
-    return os.environ.get("KERAS_BACKEND") == "jax"
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -68,10 +68,6 @@ class Batcher:
         self._worker = asyncio.get_running_loop().create_task(self._run())
 
     @property
-    def queued_rows(self) -> int:
-        return self._queued_rows
-
-    @property
     def idle(self) -> bool:
         return not self._queue and not self._busy
 

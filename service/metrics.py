@@ -72,7 +72,3 @@ def exposition() -> tuple[bytes, str]:
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
-
-def mark_process_dead(pid: int) -> None:
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

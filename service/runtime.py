@@ -36,6 +36,19 @@ def configure_threads(compute_threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def configure_backend(backend: str, compute_threads: int) -> None:
+    """Size TensorFlow's own thread pools (before its first op); JAX needs nothing here."""
+    if backend != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(compute_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(compute_threads)
+    except RuntimeError:
+        pass  # already initialised (a second app in the same process): keep its sizes
+
+
 def compile_model(path: Path, input_size: int, max_batch_size: int, backend: str) -> Predictor:
     """Load a model file and return its batch function, warmed at every bucket size."""
     if backend == "jax":
