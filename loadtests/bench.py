@@ -171,7 +171,10 @@ SERVERS: dict[str, tuple[dict[str, str], bool]] = {
     "batched": ({}, False),
     "unbatched": ({"DLWP_MAX_BATCH_SIZE": "1"}, False),
     "echo": ({}, True),
+    # Not in the default run: the same artifacts under Keras' JAX backend (--servers …,jax).
+    "jax": ({"KERAS_BACKEND": "jax", "DLWP_BACKEND": "jax"}, False),
 }
+DEFAULT_SERVERS = "batched,unbatched,echo"
 
 
 def _ratio(value: float, base: float | None) -> str:
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", help="comma-separated levels (default 1,8,32,64,128; "
                         "quick 1,64)")  # fmt: skip
     parser.add_argument("--scenarios", help="comma-separated (default all; quick mnist,housing)")
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--servers", default=DEFAULT_SERVERS, help=f"of {', '.join(SERVERS)}")
     parser.add_argument("--rounds", type=int, help="interleaved runs per point, median kept "
                         "(default 3, quick 1)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPORTS)
