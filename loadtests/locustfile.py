@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import Any
 
 from locust import FastHttpUser, between, constant, task
 
@@ -35,10 +36,14 @@ class _TaskUser(FastHttpUser):
     abstract = True
     wait_time = between(0.0, 0.05)
 
-    def post_json(self, path: str, body: object, name: str) -> None:
-        with self.client.post(path, json=body, name=name, catch_response=True) as response:
+    def post(self, path: str, name: str, **request: Any) -> None:
+        """POST and count anything but 200 as a failure, with the server's error message."""
+        with self.client.post(path, name=name, catch_response=True, **request) as response:
             if response.status_code != 200:
                 response.failure(f"{response.status_code}: {response.text[:200]}")
+
+    def post_json(self, path: str, body: object, name: str) -> None:
+        self.post(path, name, json=body)
 
 
 class SentimentUser(_TaskUser):
@@ -75,11 +80,8 @@ class DigitsPngUser(_TaskUser):
 
     @task
     def png(self) -> None:
-        with self.client.post("/v1/digits", data=payloads.digits_png_body(next(_counter)),
-                              headers={"content-type": "image/png"}, name="digits png",
-                              catch_response=True) as response:  # fmt: skip
-            if response.status_code != 200:
-                response.failure(f"{response.status_code}: {response.text[:200]}")
+        self.post("/v1/digits", "digits png", data=payloads.digits_png_body(next(_counter)),
+                  headers={"content-type": "image/png"})  # fmt: skip
 
 
 class HousingUser(_TaskUser):
