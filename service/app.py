@@ -50,8 +50,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     return MetricsMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes))
 
 
-def create_api(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_api(settings: Settings) -> FastAPI:
+    """The FastAPI app: every route, the lifespan that loads the models, error handlers."""
     configure_threads(settings.compute_threads)
     configure_logging(settings.log_level)
     repository = ModelRepository(settings)

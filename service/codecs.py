@@ -143,9 +143,8 @@ class HousingCodec(Codec):
         return preprocessing.standardize(values, self.mean, self.std)
 
     def rows_from_tensor(self, values: Any) -> np.ndarray:
-        array = preprocessing.housing_array_rows(
-            _numeric(values, "housing features"), len(self.feature_names)
-        )
+        # housing_array_rows converts and checks itself, in float64 like the named-feature path.
+        array = preprocessing.housing_array_rows(values, len(self.feature_names))
         self.check_count(len(array))
         return preprocessing.standardize(array, self.mean, self.std)
 

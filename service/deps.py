@@ -17,12 +17,16 @@ def plane_of(request: Request) -> DataPlane:
     return plane
 
 
-def path_version(request: Request) -> int:
-    """The `{version}` path parameter as an integer (400 otherwise)."""
-    text = request.path_params["version"]
+def parse_version(text: str) -> int:
+    """A version named in a path, as an integer (400 otherwise)."""
     if not text.isdigit():
         raise BadRequestError(f"version must be a positive integer, got {text!r}")
     return int(text)
+
+
+def path_version(request: Request) -> int:
+    """The `{version}` path parameter as an integer (400 otherwise)."""
+    return parse_version(request.path_params["version"])
 
 
 def get_repository(request: Request) -> ModelRepository:

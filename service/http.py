@@ -18,6 +18,11 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def is_json(kind: str) -> bool:
+    """Whether a media type (from `media_type`) is read as a JSON body."""
+    return kind in JSON_TYPES or kind.endswith("+json")
+
+
 def parse_json(body: bytes) -> Any:
     if not body:
         raise BadRequestError("the request body is empty: expected a JSON object")
@@ -30,7 +35,7 @@ def parse_json(body: bytes) -> Any:
 async def read_json(request: Request) -> Any:
     """The body parsed as JSON; 415 for another content type, 400 for malformed JSON."""
     kind = media_type(request)
-    if kind not in JSON_TYPES and not kind.endswith("+json"):
+    if not is_json(kind):
         raise UnsupportedMediaTypeError(f"unsupported content type {kind!r}: send application/json")
     return parse_json(await request.body())
 

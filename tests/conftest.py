@@ -34,25 +34,11 @@ def data_dir() -> Path:
 
 # ---------------------------------------------------------------------------------- serving
 
-import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
-import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from loadtests.server_process import ServerProcess  # noqa: E402
-
-
-def wait_ready(get: object, url: str = "/v2/health/ready", timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if get(url).status_code == 200:  # type: ignore[operator]
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"server not ready after {timeout_s} s")
 
 
 def make_client(**settings: object) -> TestClient:
@@ -68,8 +54,7 @@ def make_client(**settings: object) -> TestClient:
 def client() -> Iterator[TestClient]:
     """An app on the committed models, in-process."""
     with make_client() as test_client:
-        wait_ready(test_client.get)
-        yield test_client
+        yield test_client  # entering runs the lifespan, which loads every model first
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from service.core import expect_codec
 from service.deps import plane_of
 from service.errors import BadRequestError, UnsupportedMediaTypeError
 from service.hotpath import hot
-from service.http import JSON_TYPES, json_response, media_type, parse_json, read_json
+from service.http import is_json, json_response, media_type, parse_json, read_json
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -92,7 +92,7 @@ async def digits(request: Request) -> Response:
         served, outputs = await plane.predict(
             request, "mnist", None, lambda c: expect_codec(c, DigitsCodec).rows_from_image(image)
         )
-    elif kind in JSON_TYPES:
+    elif is_json(kind):
         body = schemas.parse(schemas.DigitsRequest, parse_json(await request.body()))
         served, outputs = await plane.predict(
             request,

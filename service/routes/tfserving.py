@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from service import artifacts
 from service.codecs import Codec
-from service.deps import Repository, plane_of
+from service.deps import Repository, parse_version, plane_of
 from service.errors import BadRequestError, InvalidInputError, ModelNotFoundError
 from service.hotpath import hot
 from service.http import json_response, read_json
@@ -53,9 +53,8 @@ async def version_status(name: str, version: int, repository: Repository) -> Res
 @hot
 async def predict_version(request: Request) -> Response:
     version_text, verb = _split_verb(request.path_params["target"])
-    if not version_text.isdigit():
-        raise BadRequestError(f"version must be an integer, got {version_text!r}")
-    return await _predict(f"{request.path_params['name']}:{verb}", int(version_text), request)
+    version = parse_version(version_text)
+    return await _predict(f"{request.path_params['name']}:{verb}", version, request)
 
 
 def _split_verb(target: str) -> tuple[str, str]:

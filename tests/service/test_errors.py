@@ -134,9 +134,6 @@ def test_body_over_the_size_limit_gets_413():
 
 def test_too_many_items_in_one_request_gets_422():
     with make_client(max_items=4) as small:
-        from ..conftest import wait_ready
-
-        wait_ready(small.get)
         response = small.post("/v1/sentiment", json={"texts": ["good"] * 5})
 
         assert response.status_code == 422
