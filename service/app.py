@@ -68,7 +68,9 @@ def create_api(settings: Settings) -> FastAPI:
         # it out of the collector's sight, so full collections stop scanning it (p99 spikes).
         gc.collect()
         gc.freeze()
-        background = []
+        # Repository calls answered by another worker or replica reach this one through the
+        # shared desired state, followed whether or not version polling is on.
+        background = [asyncio.create_task(repository.sync_forever())]
         if settings.poll_seconds > 0:
             background.append(asyncio.create_task(repository.poll_forever()))
         try:

@@ -1,0 +1,156 @@
+"""Running uvicorn so that a stop loses nothing: a drain window, then every accepted request.
+
+On SIGTERM a worker keeps serving for `DLWP_DRAIN_SECONDS` while readiness answers 503 (so a
+balancer or Kubernetes stops sending), then stops accepting connections, answers every request
+it had accepted (queued rows included) and exits 0. Ctrl+C (SIGINT) skips the window; a second
+Ctrl+C stops at once. With several workers, uvicorn's supervisor passes the signal on to each,
+and each drains the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import multiprocess
+
+from service.drain import DRAIN
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A connection with no request in progress after the listener closed is closed after this
+# long: enough for bytes already sent by a client that just connected to be read and parsed.
+IDLE_GRACE_S = 0.5
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain_seconds: float = 0.0) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self._exit_at: float | None = None
+        self._signal_at = 0.0
+        self._in_flight_at_signal = 0
+        self._requests_at_signal = 0
+        self._announce: str | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # uvicorn's own handler would stop at once and re-raise the signal on the way out (so
+        # the process would die of it); this one drains, then exits 0.
+        if self._exit_at is not None:
+            if sig == signal.SIGINT:  # a second Ctrl+C: stop now, accepted requests or not
+                self.should_exit = self.force_exit = True
+            return
+        window = self.drain_seconds if sig == signal.SIGTERM else 0.0
+        DRAIN.begin()
+        self._signal_at = time.monotonic()
+        self._exit_at = self._signal_at + window
+        self._in_flight_at_signal = _in_flight(self.server_state.connections)
+        self._requests_at_signal = self.server_state.total_requests
+        # Logged from the loop, not from inside the signal handler.
+        self._announce = (
+            f"{signal.Signals(sig).name}: draining: readiness answers 503; serving for "
+            f"{window:g} s more, then finishing the {self._in_flight_at_signal} requests in "
+            "progress and any accepted meanwhile"
+        )
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._announce is not None:
+            log.info("%s", self._announce)
+            self._announce = None
+        if self._exit_at is not None and time.monotonic() >= self._exit_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Connections already in the listen backlog were accepted by the kernel on our behalf:
+        # one last turn of the loop takes them in before the listener closes.
+        if self._announce is not None:
+            log.info("%s", self._announce)
+        await asyncio.sleep(0.05)
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        connections = self.server_state.connections
+        in_flight = _in_flight(connections)
+        log.info("stopped accepting connections; finishing %d requests", in_flight)
+        finished = await self._finish_accepted(self.config.timeout_graceful_shutdown or 30.0)
+        for task in self.server_state.tasks:
+            task.cancel(msg="the graceful stop ran out of time")
+        unfinished = _in_flight(connections)
+        for connection in list(connections):
+            connection.shutdown()
+        for server in self.servers:
+            await server.wait_closed()
+        started = self.server_state.total_requests - self._requests_at_signal
+        log.info(
+            "drain done in %.2f s: %d requests finished after the signal (%d were in progress "
+            "at it), %d unfinished",
+            time.monotonic() - self._signal_at,
+            self._in_flight_at_signal + started - unfinished, self._in_flight_at_signal,
+            unfinished,
+        )  # fmt: skip
+        if not finished:
+            log.error("the graceful stop timed out with %d requests unanswered", unfinished)
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _finish_accepted(self, timeout_s: float) -> bool:
+        """Let every request in progress finish (its response says Connection: close) and close
+        idle connections; True once none is left, False at the timeout or on a forced exit."""
+        deadline = time.monotonic() + timeout_s
+        idle_since: dict[Any, float] = {}
+        while self.server_state.connections or self.server_state.tasks:
+            now = time.monotonic()
+            if self.force_exit or now > deadline:
+                return False
+            for connection in list(self.server_state.connections):
+                cycle = getattr(connection, "cycle", None)
+                if cycle is not None and not cycle.response_complete:
+                    cycle.keep_alive = False
+                    idle_since.pop(connection, None)
+                elif now - idle_since.setdefault(connection, now) >= IDLE_GRACE_S:
+                    connection.shutdown()  # closes a connection with no request in progress
+            await asyncio.sleep(0.02)
+        return True
+
+
+def _in_flight(connections: set[Any]) -> int:
+    return sum(
+        1
+        for c in connections
+        if getattr(c, "cycle", None) is not None and not c.cycle.response_complete
+    )
+
+
+class _DrainingProcess(multiprocess.Process):
+    """A uvicorn worker process that runs the draining server."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            # Built in the worker: its settings come from the environment it inherited.
+            self._server = DrainingServer(self.config, Settings().drain_seconds)
+        return self._server
+
+
+def serve(config: uvicorn.Config, settings: Settings) -> None:
+    """Run `config` like `uvicorn.run` would, with the draining server in every worker."""
+    if config.workers > 1:
+        # The supervisor builds each worker (first start, restart, SIGHUP) from this
+        # module-level name; the class travels to the spawned child by reference.
+        setattr(multiprocess, "Process", _DrainingProcess)  # noqa: B010
+        multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    config.load_app()
+    server = DrainingServer(config, settings.drain_seconds)
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE
