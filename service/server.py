@@ -25,9 +25,11 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A connection with no request in progress after the listener closed is closed after this
-# long: enough for bytes already sent by a client that just connected to be read and parsed.
-IDLE_GRACE_S = 0.5
+# A connection with no request in progress after the listener closed is closed once seen idle
+# this long and this many times (each look follows a turn of the loop that reads sockets): bytes
+# a client sent just before are read and parsed first, however busy the loop was.
+IDLE_GRACE_S = 0.3
+IDLE_LOOKS = 3
 
 
 class DrainingServer(uvicorn.Server):
@@ -55,10 +57,11 @@ class DrainingServer(uvicorn.Server):
         self._requests_at_signal = self.server_state.total_requests
         # Logged from the loop, not from inside the signal handler.
         self._announce = (
-            f"{signal.Signals(sig).name}: draining: readiness answers 503; serving for "
-            f"{window:g} s more, then finishing the {self._in_flight_at_signal} requests in "
-            "progress and any accepted meanwhile"
-        )
+            f"{signal.Signals(sig).name}: draining: readiness answers 503, "
+            f"{self._in_flight_at_signal} requests in progress; "
+            + (f"serving {window:g} s more before refusing connections" if window else
+               "refusing new connections now")
+        )  # fmt: skip
 
     async def on_tick(self, counter: int) -> bool:
         if self._announce is not None:
@@ -79,8 +82,9 @@ class DrainingServer(uvicorn.Server):
         for sock in sockets or []:
             sock.close()
         connections = self.server_state.connections
-        in_flight = _in_flight(connections)
-        log.info("stopped accepting connections; finishing %d requests", in_flight)
+        answered_at_stop = self.server_state.total_requests  # counts finished responses
+        log.info("refusing new connections; finishing the %d requests in progress",
+                 _in_flight(connections))  # fmt: skip
         finished = await self._finish_accepted(self.config.timeout_graceful_shutdown or 30.0)
         for task in self.server_state.tasks:
             task.cancel(msg="the graceful stop ran out of time")
@@ -89,13 +93,12 @@ class DrainingServer(uvicorn.Server):
             connection.shutdown()
         for server in self.servers:
             await server.wait_closed()
-        started = self.server_state.total_requests - self._requests_at_signal
+        answered = self.server_state.total_requests
         log.info(
-            "drain done in %.2f s: %d requests finished after the signal (%d were in progress "
-            "at it), %d unfinished",
-            time.monotonic() - self._signal_at,
-            self._in_flight_at_signal + started - unfinished, self._in_flight_at_signal,
-            unfinished,
+            "drain done in %.2f s: %d requests answered since the signal, %d of them after "
+            "refusing new connections; %d unanswered",
+            time.monotonic() - self._signal_at, answered - self._requests_at_signal,
+            answered - answered_at_stop, unfinished,
         )  # fmt: skip
         if not finished:
             log.error("the graceful stop timed out with %d requests unanswered", unfinished)
@@ -106,7 +109,7 @@ class DrainingServer(uvicorn.Server):
         """Let every request in progress finish (its response says Connection: close) and close
         idle connections; True once none is left, False at the timeout or on a forced exit."""
         deadline = time.monotonic() + timeout_s
-        idle_since: dict[Any, float] = {}
+        idle_since: dict[Any, tuple[float, int]] = {}
         while self.server_state.connections or self.server_state.tasks:
             now = time.monotonic()
             if self.force_exit or now > deadline:
@@ -116,8 +119,11 @@ class DrainingServer(uvicorn.Server):
                 if cycle is not None and not cycle.response_complete:
                     cycle.keep_alive = False
                     idle_since.pop(connection, None)
-                elif now - idle_since.setdefault(connection, now) >= IDLE_GRACE_S:
-                    connection.shutdown()  # closes a connection with no request in progress
+                else:
+                    since, looks = idle_since.get(connection, (now, 0))
+                    idle_since[connection] = (since, looks + 1)
+                    if looks + 1 >= IDLE_LOOKS and now - since >= IDLE_GRACE_S:
+                        connection.shutdown()  # closes one with no request in progress
             await asyncio.sleep(0.02)
         return True
 
