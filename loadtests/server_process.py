@@ -51,9 +51,8 @@ class ServerProcess:
         self.log_path = folder / f"dlwp-{name}-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", **(env or {})}
-        if "DLWP_STATE_DIR" not in full_env and Path(
-            full_env.get("DLWP_MODELS_DIR") or REPO / "models"
-        ).resolve() == (REPO / "models").resolve():
+        models = Path(full_env.get("DLWP_MODELS_DIR") or REPO / "models").resolve()
+        if "DLWP_STATE_DIR" not in full_env and models == (REPO / "models").resolve():
             # Serving the committed models: their desired state goes to a temp folder, so tests
             # and benchmarks never write into the repository.
             full_env["DLWP_STATE_DIR"] = tempfile.mkdtemp(prefix="dlwp-state-")
