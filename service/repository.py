@@ -129,8 +129,12 @@ class ModelRepository:
     def unready_reason(self) -> str | None:
         if DRAIN.draining:
             return "the server is shutting down"
-        wanted = [n for n in artifacts.model_names(self.models_dir) if not self._unloaded(n)]
-        if not self._live or not all(n in self._live or self._has_failed(n) for n in wanted):
+        names = artifacts.model_names(self.models_dir)
+        if not names:
+            return f"the repository {self.models_dir} holds no models"
+        wanted = [n for n in names if not self._unloaded(n)]
+        # Unloaded models are what was asked for; a failed one is reported, not waited for.
+        if self._applied < 0 or not all(n in self._live or self._has_failed(n) for n in wanted):
             return "models are still loading"
         return None
 
