@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import time
@@ -72,15 +73,17 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Connections already in the listen backlog were accepted by the kernel on our behalf:
-        # one last turn of the loop takes them in before the listener closes.
         if self._announce is not None:
             log.info("%s", self._announce)
-        await asyncio.sleep(0.05)
+        # Connections waiting in the listen backlog were accepted by the kernel on our behalf
+        # (their clients have sent their requests): take them all, then close the listener at
+        # once, so nothing is left to be reset.
+        backlog = _take_backlog(list(sockets or []) + [s for v in self.servers for s in v.sockets])
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
+        await self._serve_taken(backlog)
         connections = self.server_state.connections
         answered_at_stop = self.server_state.total_requests  # counts finished responses
         log.info("refusing new connections; finishing the %d requests in progress",
@@ -105,6 +108,21 @@ class DrainingServer(uvicorn.Server):
         if not self.force_exit:
             await self.lifespan.shutdown()
 
+    async def _serve_taken(self, connections: list[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            return self.config.http_protocol_class(  # type: ignore[call-arg]
+                config=self.config, server_state=self.server_state,
+                app_state=self.lifespan.state, _loop=loop,
+            )  # fmt: skip
+
+        for connection in connections:
+            try:
+                await loop.connect_accepted_socket(protocol, connection)
+            except OSError:  # the client has gone already
+                connection.close()
+
     async def _finish_accepted(self, timeout_s: float) -> bool:
         """Let every request in progress finish (its response says Connection: close) and close
         idle connections; True once none is left, False at the timeout or on a forced exit."""
@@ -128,12 +146,37 @@ class DrainingServer(uvicorn.Server):
         return True
 
 
+def _take_backlog(listeners: list[Any]) -> list[socket.socket]:
+    """Accept every connection queued on the listening sockets, without blocking."""
+    taken = []
+    for listener in listeners:
+        with socket.socket(fileno=os.dup(listener.fileno())) as sock:
+            sock.setblocking(False)
+            while True:
+                try:
+                    connection, _ = sock.accept()
+                except OSError:  # nothing more queued (BlockingIOError), or already closed
+                    break
+                taken.append(connection)
+    return taken
+
+
 def _in_flight(connections: set[Any]) -> int:
     return sum(
         1
         for c in connections
         if getattr(c, "cycle", None) is not None and not c.cycle.response_complete
     )
+
+
+class _Supervisor(multiprocess.Multiprocess):
+    def terminate_all(self) -> None:
+        # The workers keep accepting until each one's drain ends. The supervisor's own copy of
+        # the listening socket must not keep it open after the last worker closed theirs: new
+        # connections would queue where nobody accepts them, then be reset.
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
 
 class _DrainingProcess(multiprocess.Process):
@@ -153,7 +196,7 @@ def serve(config: uvicorn.Config, settings: Settings) -> None:
         # The supervisor builds each worker (first start, restart, SIGHUP) from this
         # module-level name; the class travels to the spawned child by reference.
         setattr(multiprocess, "Process", _DrainingProcess)  # noqa: B010
-        multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
+        _Supervisor(config, sockets=[config.bind_socket()]).run()
         return
     config.load_app()
     server = DrainingServer(config, settings.drain_seconds)
