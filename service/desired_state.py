@@ -125,7 +125,7 @@ class StateStore:
     @contextlib.contextmanager
     def update(self) -> Iterator[DesiredState]:
         """Read-modify-write under the state lock; written (next generation) only if changed."""
-        self._ensure_folders()
+        self.prepare()
         with _flock(self.folder / LOCKS_DIR / "desired.lock"):
             state = self.read()
             before = state.as_json()
@@ -137,7 +137,7 @@ class StateStore:
     @contextlib.asynccontextmanager
     async def model_lock(self, name: str, timeout_s: float) -> AsyncIterator[None]:
         """One load/unload of `name` at a time across every worker and replica sharing the state."""
-        self._ensure_folders()
+        self.prepare()
         deadline = time.monotonic() + timeout_s
         with open(self.folder / LOCKS_DIR / f"{name}.lock", "a") as handle:
             while True:
@@ -159,7 +159,7 @@ class StateStore:
     # ------------------------------------------------------------------ worker status
 
     def publish(self, status: WorkerStatus) -> None:
-        self._ensure_folders()
+        self.prepare()
         data = {**vars(status), "pid": os.getpid(), "host": socket.gethostname()}
         _write_atomically(self._workers / f"{self.worker}.json", data, durable=False)
 
@@ -192,9 +192,11 @@ class StateStore:
 
     # ------------------------------------------------------------------ internals
 
-    def _ensure_folders(self) -> None:
+    def prepare(self) -> None:
+        """Create the state folder (OSError if it cannot be written)."""
         (self.folder / LOCKS_DIR).mkdir(parents=True, exist_ok=True)
         self._workers.mkdir(parents=True, exist_ok=True)
+        (self.folder / LOCKS_DIR / "desired.lock").touch()  # fails on a read-only volume
 
 
 @contextlib.contextmanager

@@ -215,6 +215,13 @@ class ModelRepository:
     async def load_all(self) -> None:
         """Serve what the desired state (or, for the rest, the policy) says; failures are
         reported, not fatal. Then announce this worker to the others."""
+        try:
+            self.state.prepare()
+        except OSError as error:
+            raise RuntimeError(
+                f"the state folder {self.state.folder} cannot be written ({error}): set "
+                "DLWP_STATE_DIR to a writable folder (shared by the replicas, if any)"
+            ) from None
         self._refresh()
         if self._desired.models:
             log.info("desired state from %s: %s", self.state.folder,
