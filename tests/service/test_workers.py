@@ -1,9 +1,10 @@
 """Two worker processes behave like one server: repository calls reach both, a stop drains both.
 
 One two-worker server (a temp repository holding housing and imdb, version polling off) is
-shared by the module; its last test stops it with SIGTERM. Every request opens a fresh
-connection, so the kernel spreads them over both workers, and each worker's own status file
-says what it serves.
+shared by the module, whose tests run in order: each builds on the versions the previous ones
+published, and the last stops the server with SIGTERM. Every request opens a fresh connection,
+so the kernel spreads them over both workers, and each worker's own status file says what it
+serves.
 """
 
 from __future__ import annotations
@@ -70,17 +71,22 @@ def two_workers(repo: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
+def fresh_connections(server: ServerProcess) -> httpx.Client:
+    """A client that opens a new connection for every request."""
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    return httpx.Client(base_url=server.url, timeout=10, limits=no_reuse)
+
+
 def sentiment_answers(server: ServerProcess) -> set[tuple[int, object]]:
     """(status, version) of fresh-connection sentiment requests."""
-    seen = set()
-    for _ in range(ASKS):
-        response = httpx.post(f"{server.url}/v1/sentiment", json={"text": REVIEW}, timeout=10)
-        seen.add((response.status_code, response.json().get("version")))
-    return seen
+    with fresh_connections(server) as http:
+        responses = [http.post("/v1/sentiment", json={"text": REVIEW}) for _ in range(ASKS)]
+    return {(r.status_code, r.json().get("version")) for r in responses}
 
 
 def indexes(server: ServerProcess) -> list[list[dict[str, str]]]:
-    return [httpx.get(f"{server.url}/v2/repository/index", timeout=10).json() for _ in range(8)]
+    with fresh_connections(server) as http:
+        return [http.get("/v2/repository/index").json() for _ in range(8)]
 
 
 def served_by_each_worker(repo: Path, name: str = "imdb") -> list[object]:
@@ -176,11 +182,9 @@ def test_sigterm_drains_both_workers_and_answers_every_accepted_request(two_work
     texts = {"texts": [f"{REVIEW} {i}" for i in range(256)]}
     url = two_workers.url
 
-    def send(_: int) -> httpx.Response:
-        return httpx.post(f"{url}/v1/sentiment", json=texts, timeout=60)
-
+    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(16)]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        pending = [pool.submit(send, i) for i in range(16)]
+        pending = [pool.submit(c.post, "/v1/sentiment", json=texts) for c in clients]
         time.sleep(0.3)  # connected and queued, not yet all answered
         two_workers.process.send_signal(signal.SIGTERM)
         ready, live = _probe_during_drain(url)
@@ -200,7 +204,9 @@ def _probe_during_drain(url: str) -> tuple[set[int], set[int]]:
     ready: set[int] = set()
     live: set[int] = set()
     deadline = time.monotonic() + 1.0  # inside the 1.5 s window (+ the supervisor's 0.5 s tick)
-    while time.monotonic() < deadline:
-        ready.add(httpx.get(f"{url}/v2/health/ready", timeout=5).status_code)
-        live.add(httpx.get(f"{url}/v2/health/live", timeout=5).status_code)
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=url, timeout=5, limits=no_reuse) as http:
+        while time.monotonic() < deadline:
+            ready.add(http.get("/v2/health/ready").status_code)
+            live.add(http.get("/v2/health/live").status_code)
     return ready, live
