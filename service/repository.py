@@ -176,8 +176,13 @@ class ModelRepository:
             pin = version if version is not None else wish.pin
             target = self._resolve(name, pin)
             if target is None:
-                detail = f" (pinned version {pin} is not on disk)" if isinstance(pin, int) else ""
-                raise ModelNotFoundError(f"no versions of {name!r} in the repository{detail}")
+                on_disk = ", ".join(map(str, artifacts.list_versions(self.models_dir, name)))
+                if isinstance(pin, int):
+                    raise ModelNotFoundError(
+                        f"pinned version {pin} of {name!r} is not in the repository "
+                        f"(versions: {on_disk or 'none'})"
+                    )
+                raise ModelNotFoundError(f"no versions of {name!r} in the repository")
             # This worker loads first: a version that fails here is recorded as failed and never
             # asked of the others, and the version serving now keeps serving everywhere.
             try:

@@ -104,7 +104,11 @@ def test_an_unloaded_model_stays_unloaded_after_a_restart(repo):
         ({"parameters": {"version": True}}, 400, "version"),
         ({"parameters": ["version"]}, 400, "parameters"),
         ([1, 2], 400, "parameters"),
-        ({"parameters": {"version": 7}}, 404, "pinned version 7 is not on disk"),
+        (
+            {"parameters": {"version": 7}},
+            404,
+            "pinned version 7 of 'housing' is not in the repository (versions: 1, 2)",
+        ),
     ],
 )
 def test_a_wrong_version_parameter_is_refused_and_nothing_changes(repo, body, status, says):
