@@ -70,7 +70,11 @@ class SentimentRequest(TextRequest):
 
 
 class TopicsRequest(TextRequest):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"text": _WIRE, "top_k": 3}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"text": _WIRE, "top_k": 3}, {"text": _WIRE, "top_k": 3, "explain": True}]
+        }
+    )
     top_k: int = Field(3, ge=1, le=46, description="How many topics to return per text.")
     explain: bool = Field(False, description=_EXPLAIN_TEXT)
 
@@ -86,7 +90,11 @@ class DigitsRequest(_OneOrMany):
 
 
 class HousingRequest(_OneOrMany):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"features": _HOUSE}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"features": _HOUSE}, {"features": _HOUSE, "explain": True}]
+        }
+    )
     single_field = "features"
     many_field = "instances"
     features: dict[str, Any] | None = Field(

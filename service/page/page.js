@@ -137,6 +137,7 @@ const tasks = {
       data.append("file", file);
       init = { method: "POST", body: data };
     } else {
+      if (!inked) throw new Error("Draw a digit in the box first, or choose an image.");
       const png = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
       init = { method: "POST", headers: { "Content-Type": "image/png" }, body: png };
     }
@@ -198,8 +199,10 @@ const digitsForm = canvas.closest("form");
 const pen = canvas.getContext("2d");
 let digitSource = "canvas";
 let drawing = false;
+let inked = false;
 
 function clearCanvas() {
+  inked = false;
   pen.fillStyle = "#fff";
   pen.fillRect(0, 0, canvas.width, canvas.height);
 }
@@ -221,6 +224,7 @@ canvas.addEventListener("pointerdown", (event) => {
     clearCanvas();
   }
   drawing = true;
+  inked = true;
   pen.lineWidth = 22;
   pen.lineCap = "round";
   pen.lineJoin = "round";
