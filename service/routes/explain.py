@@ -51,6 +51,15 @@ _DOC: dict[str, Any] = {
         },
     }
 }
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "example": "imdb",
+    "description": "imdb, reuters or housing",
+}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer"}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "One explanation per instance, in order: the task prediction with its "
@@ -76,7 +85,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/{name}:explain",
     summary="Explain predictions (KServe V1): imdb, reuters, housing",
-    openapi_extra=_DOC,
+    openapi_extra={**_DOC, "parameters": [_NAME]},
     responses=_RESPONSES,
 )
 @hot
@@ -87,7 +96,7 @@ async def explain_latest(request: Request) -> Response:
 @router.post(
     "/{name}/versions/{version}:explain",
     summary="Explain predictions of one version (KServe V1)",
-    openapi_extra=_DOC,
+    openapi_extra={**_DOC, "parameters": [_NAME, _VERSION]},
     responses=_RESPONSES,
 )
 @hot
