@@ -26,6 +26,8 @@ from service.http import error_response
 from service.logs import configure_logging
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.repository import ModelRepository
+from service.routes import explain as explain_routes
+from service.routes import page as page_routes
 from service.routes import repository as repository_routes
 from service.routes import tasks, tfserving, v2
 from service.runtime import configure_backend, configure_threads
@@ -46,7 +48,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """The server's ASGI app: metrics and body limit around the hot routes and FastAPI."""
     settings = settings or Settings()
     api = create_api(settings)
-    hot = HotRoutes(api, [tasks.router, v2.router, tfserving.router])
+    hot = HotRoutes(api, [tasks.router, v2.router, explain_routes.router, tfserving.router])
     return MetricsMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes))
 
 
@@ -83,13 +85,17 @@ def create_api(settings: Settings) -> FastAPI:
         version=v2.SERVER_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by service.routes.page
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.plane = DataPlane(repository, settings)
     app.include_router(tasks.router)
     app.include_router(v2.router)
+    app.include_router(explain_routes.router)  # before tfserving: its /{target} takes any verb
     app.include_router(tfserving.router)
     app.include_router(repository_routes.router)
+    app.include_router(page_routes.router)
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["metrics"],
                       summary="Prometheus metrics (text format)")  # fmt: skip
     _add_error_handlers(app)

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     )
     backend: str = Field("tensorflow", description="Model runtime: tensorflow or jax.")
     log_level: str = Field("info", description="debug, info, warning or error.")
+    # explanations (issue 10)
+    max_explain_rows: int = Field(
+        512,
+        ge=1,
+        description="Most model rows one explanation request may cost (a row per input and per "
+        "distinct word or feature); over it, 422.",
+    )
 
     @cached_property
     def pinned_versions(self) -> dict[str, int]:
