@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -561,6 +562,8 @@ def time_models(results: Results, prof: Profile, mode: str, deadline: float) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # `timeout` ends a run with SIGTERM: unwind, so the server is stopped and the results stay.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(124))
     prof = profile(args.mode)
     if args.max_batch:
         prof = replace(prof, jit_sizes=[s for s in prof.jit_sizes if s <= args.max_batch])
