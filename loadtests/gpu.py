@@ -212,29 +212,32 @@ class Results:
 
 
 def _jit_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """One table per model: a row per batch size, four columns per device, then GPU ÷ CPU."""
     lines: list[str] = []
     devices = list(dict.fromkeys(r["device"] for r in rows))
+    ratio = devices[:1] != ["cpu"] and "cpu" in devices
+    head = " | ".join(f"{d} ms | {d} rows/s | {d} host ms | {d} host rows/s" for d in devices)
+    head += f" | {devices[0]} ÷ cpu rows/s |" if ratio else " |"
     for model in dict.fromkeys(r["model"] for r in rows):
         by = {(r["batch"], r["device"]): r for r in rows if r["model"] == model and "rows_s" in r}
-        head = " | ".join(f"{d} ms | {d} rows/s | {d} host ms | {d} host rows/s" for d in devices)
-        lines += [f"**{model}**", "", f"| batch | {head} |", "|---" * (1 + 4 * len(devices)) + "|"]
+        lines += [f"**{model}**", "", f"| batch | {head}",
+                  "|---" * (1 + 4 * len(devices) + ratio) + "|"]  # fmt: skip
         for batch in sorted({b for b, _ in by}):
             cells = []
             for device in devices:
                 r = by.get((batch, device))
-                cells += (
-                    [
-                        f"{r['ms_per_call']:.3f}",
-                        f"{r['rows_s']:,}",
-                        f"{r['host_ms_per_call']:.3f}",
-                        f"{r['host_rows_s']:,}",
-                    ]
-                    if r
-                    else ["–"] * 4
-                )
+                cells += _jit_cells(r) if r else ["–"] * 4
+            if ratio:
+                fast, cpu = by.get((batch, devices[0])), by.get((batch, "cpu"))
+                cells.append(f"{fast['rows_s'] / cpu['rows_s']:.1f}" if fast and cpu else "–")
             lines.append(f"| {batch:,} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def _jit_cells(r: dict[str, Any]) -> list[str]:
+    ms, host_ms = r["ms_per_call"], r["host_ms_per_call"]
+    return [f"{ms:.3f}", f"{r['rows_s']:,}", f"{host_ms:.3f}", f"{r['host_rows_s']:,}"]
 
 
 def step(results: Results, name: str, action: Callable[[], None]) -> None:

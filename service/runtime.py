@@ -114,7 +114,8 @@ def prepare_jax() -> None:
     Keras picks its backend at import, so `DLWP_BACKEND=jax` alone is enough (no TensorFlow is
     needed or imported). JAX would otherwise take 75 % of a GPU's memory at start, in each worker
     process: it allocates as it needs instead. Matrix products in full float32, so a GPU answers
-    like the CPU (TF32 would differ in the 4th digit; these models are tiny, the cost is nil).
+    like the CPU (TF32, a GPU's default, keeps ~3 significant digits; models this small are bound
+    by launches and transfers, not arithmetic).
     """
     os.environ.setdefault("KERAS_BACKEND", "jax")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
