@@ -47,3 +47,12 @@ soak: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# GPU (issue 14): the wheels the H200 machine lacks (cp312 manylinux, into the ignored .whl/), and
+# the test rows with TensorFlow's CPU answers that its run checks against. README "GPU".
+.PHONY: gpu-wheels gpu-reference
+gpu-wheels: install
+	$(BIN)/python -m loadtests.gpu wheels --dest .whl
+
+gpu-reference: install
+	DLWP_DATA_DIR=$${DLWP_DATA_DIR:-$(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)} $(BIN)/python -m loadtests.gpu reference

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.artifacts import BUNDLED_MODELS_DIR
+from service.runtime import Batching, device_batching
 
 
 class Settings(BaseSettings):
@@ -76,3 +77,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"DLWP_MODEL_VERSIONS: expected name=version, got {item!r}")
             pins[name.strip()] = int(version)
         return pins
+
+    # GPU (issue 14): the batch cap and queue bound suit the device, where not set explicitly.
+    @cached_property
+    def batching(self) -> Batching:
+        """`max_batch_size` and `max_queue_rows` as set, else the defaults for the model's device.
+
+        Read once the backend is configured (at the first model load): finding the device
+        imports the framework.
+        """
+        explicit = self.model_fields_set
+        if {"max_batch_size", "max_queue_rows"} <= explicit:
+            return Batching(self.max_batch_size, self.max_queue_rows)
+        defaults = device_batching(self.backend)
+        return Batching(
+            self.max_batch_size if "max_batch_size" in explicit else defaults.max_batch_size,
+            self.max_queue_rows if "max_queue_rows" in explicit else defaults.max_queue_rows,
+        )
