@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     backend: str = Field("tensorflow", description="Model runtime: tensorflow or jax.")
     log_level: str = Field("info", description="debug, info, warning or error.")
 
+    # gRPC (issue 12)
+    grpc_port: int = Field(
+        8001, ge=0, le=65535,
+        description="Port of the gRPC Open Inference Protocol service (0: no gRPC).",
+    )  # fmt: skip
+
     @cached_property
     def pinned_versions(self) -> dict[str, int]:
         """`model_versions` parsed: model name → version."""
