@@ -302,21 +302,32 @@ def _median(runs: list[GrpcPoint]) -> GrpcPoint:
 
 
 def _judge(points: dict[str, GrpcPoint]) -> None:
-    """Say which side each figure measures, from the generators' ceilings beside it."""
-    wrk = points["REST V2 · wrk"].requests_per_s
-    ceiling = points["gRPC · python → trivial servicer"].requests_per_s
-    points["REST V2 · wrk"].limited_by = "server (C generator)"
-    python_rest = points["REST V2 · python"]
+    """Say which side each figure measures, from the generators' ceilings beside it.
+
+    At concurrency 1 nothing saturates: req/s is one over the round trip, so the row says how
+    much of it each side adds. Under load, a generator within SATURATED of its own ceiling is
+    what limits the figure.
+    """
+    wrk, python_rest = points["REST V2 · wrk"], points["REST V2 · python"]
+    grpc_, ceiling = points["gRPC · python"], points["gRPC · python → trivial servicer"]
+    ceiling.limited_by = "generator + Python gRPC (the ceiling)"
+    wrk.limited_by = "server (C generator)"
+    if wrk.concurrency == 1:
+        python_rest.limited_by = (
+            f"round trip: generator +{python_rest.p50_ms - wrk.p50_ms:.2f} ms p50 over wrk"
+        )
+        grpc_.limited_by = (
+            f"round trip: server +{grpc_.p50_ms - ceiling.p50_ms:.2f} ms p50 over the ceiling"
+        )
+        return
     python_rest.limited_by = (
-        "generator" if python_rest.requests_per_s < SATURATED * wrk else "server"
+        "generator" if python_rest.requests_per_s < SATURATED * wrk.requests_per_s else "server"
     )
-    grpc_ = points["gRPC · python"]
     grpc_.limited_by = (
         f"generator (≥ {SATURATED:.0%} of its ceiling)"
-        if grpc_.requests_per_s >= SATURATED * ceiling
+        if grpc_.requests_per_s >= SATURATED * ceiling.requests_per_s
         else "server"
     )
-    points["gRPC · python → trivial servicer"].limited_by = "generator + Python gRPC (ceiling)"
 
 
 def markdown(points: list[GrpcPoint]) -> str:
