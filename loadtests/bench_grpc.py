@@ -314,10 +314,10 @@ def _judge(points: dict[str, GrpcPoint]) -> None:
     wrk.limited_by = "server (C generator)"
     if wrk.concurrency == 1:
         python_rest.limited_by = (
-            f"round trip: generator +{python_rest.p50_ms - wrk.p50_ms:.2f} ms p50 over wrk"
+            f"round trip: generator {python_rest.p50_ms - wrk.p50_ms:+.2f} ms p50 vs wrk"
         )
         grpc_.limited_by = (
-            f"round trip: server +{grpc_.p50_ms - ceiling.p50_ms:.2f} ms p50 over the ceiling"
+            f"round trip: server {grpc_.p50_ms - ceiling.p50_ms:+.2f} ms p50 over the ceiling"
         )
         return
     python_rest.limited_by = (
