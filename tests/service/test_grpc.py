@@ -349,3 +349,12 @@ def test_committed_descriptors_match_the_proto(tmp_path):
                f"--descriptor_set_out={compiled}", str(PROTO)]  # fmt: skip
     subprocess.run(command, check=True, timeout=60)
     assert compiled.read_bytes() == DESCRIPTORS.read_bytes(), "stale inference.pb: make proto"
+
+
+def test_port_zero_turns_grpc_off():
+    import asyncio
+
+    from service.grpc import server as grpc_server
+    from service.settings import Settings
+
+    assert asyncio.run(grpc_server.start(None, Settings(grpc_port=0))) is None  # type: ignore[arg-type]
