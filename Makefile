@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED_DATA := $(abspath ../shared/datasets)
 
-.PHONY: install serve test lint train evaluate wrk bench loadtest soak clean
+.PHONY: install serve test lint train evaluate wrk bench loadtest soak proto clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,11 @@ loadtest: install
 
 soak: install
 	$(BIN)/python loadtests/soak.py
+
+# Recompile the gRPC protocol's descriptors after editing service/grpc/inference.proto.
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iservice/grpc --descriptor_set_out=service/grpc/inference.pb \
+	  service/grpc/inference.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from service import metrics
 from service.core import DataPlane
 from service.errors import DlwpError
+from service.grpc import server as grpc_server
 from service.hotpath import HotRoutes, response_for_error
 from service.http import error_response
 from service.logs import configure_logging
@@ -70,12 +71,14 @@ def create_api(settings: Settings) -> FastAPI:
         # it out of the collector's sight, so full collections stop scanning it (p99 spikes).
         gc.collect()
         gc.freeze()
+        grpc_front = await grpc_server.start(app.state.plane, settings)
         background = []
         if settings.poll_seconds > 0:
             background.append(asyncio.create_task(repository.poll_forever()))
         try:
             yield
         finally:
+            await grpc_server.stop(grpc_front, settings.request_timeout_s)
             for task in background:
                 task.cancel()
             await repository.close()

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         "distinct word or feature); over it, 422.",
     )
 
+    # gRPC (issue 12)
+    grpc_port: int = Field(
+        8001, ge=0, le=65535,
+        description="Port of the gRPC Open Inference Protocol service (0: no gRPC).",
+    )  # fmt: skip
+
     @cached_property
     def pinned_versions(self) -> dict[str, int]:
         """`model_versions` parsed: model name → version."""

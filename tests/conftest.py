@@ -47,6 +47,7 @@ def make_client(**settings: object) -> TestClient:
 
     settings.setdefault("models_dir", COMMITTED_MODELS)
     settings.setdefault("poll_seconds", 0)
+    settings.setdefault("grpc_port", 0)  # in-process apps need no gRPC unless a test asks
     return TestClient(create_app(Settings(**settings)), raise_server_exceptions=False)
 
 
