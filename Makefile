@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED_DATA := $(abspath ../shared/datasets)
 
-.PHONY: install serve test lint train evaluate wrk bench loadtest soak clean
+.PHONY: install serve test lint train evaluate wrk bench loadtest soak proto clean
 
 install: $(VENV)/.installed
 
@@ -45,5 +45,19 @@ loadtest: install
 soak: install
 	$(BIN)/python loadtests/soak.py
 
+# Recompile the gRPC protocol's descriptors after editing service/grpc/inference.proto.
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iservice/grpc --descriptor_set_out=service/grpc/inference.pb \
+	  service/grpc/inference.proto
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# GPU (issue 14): the wheels the H200 machine lacks (cp312 manylinux, into the ignored .whl/), and
+# the test rows with TensorFlow's CPU answers that its run checks against. README "GPU".
+.PHONY: gpu-wheels gpu-reference
+gpu-wheels: install
+	$(BIN)/python -m loadtests.gpu wheels --dest .whl
+
+gpu-reference: install
+	DLWP_DATA_DIR=$${DLWP_DATA_DIR:-$(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)} $(BIN)/python -m loadtests.gpu reference

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "loadtests" / "reports"
 sys.path.insert(0, str(REPO))
 
+from loadtests import bench_explain, bench_grpc  # noqa: E402
 from loadtests.server_process import ServerProcess, pinned  # noqa: E402
 
 
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="dlwp-bench-"))
 
+    grpc_points: list[Any] = []
     # All servers run at once (idle ones cost nothing) and take turns at each point, so slow
     # drifts of this shared machine hit them alike and the ratios stay fair.
     points: list[Point] = []
@@ -295,19 +297,27 @@ def main(argv: list[str] | None = None) -> int:
                     point = median_point(runs[server.name])
                     print(json.dumps(asdict(point)), flush=True)
                     points.append(point)
+        batched = next((s for s in servers if s.name == "batched"), None)
+        if batched is not None:  # gRPC beside REST V2 (loadtests/bench_grpc.py)
+            grpc_points = bench_grpc.measure_all(batched, [s.model for s in chosen], seconds,
+                                                 rounds, args.quick, scratch)  # fmt: skip
     finally:
         for server in servers:
             server.stop()
 
     compute = compute_ceiling(args.quick)
+    explain_cost = bench_explain.explain_cost(args.quick)
     report: dict[str, Any] = {
         "seconds_per_run": seconds,
         "rounds": rounds,
         "points": [asdict(p) for p in points],
         "compute_ceiling": compute,
+        "explain_cost": explain_cost,
+        "grpc_points": [asdict(p) for p in grpc_points],
     }
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(points, compute)
+    table = markdown(points, compute) + bench_explain.markdown(explain_cost)
+    table += bench_grpc.markdown(grpc_points) if grpc_points else ""
     (args.out / "bench.md").write_text(table)
     print(table)
     return 0

@@ -47,10 +47,13 @@ class ServerProcess:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         folder = log_dir or Path(tempfile.gettempdir())
         self.log_path = folder / f"dlwp-{name}-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", **(env or {})}
+        full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", "DLWP_GRPC_PORT": str(self.grpc_port),
+                    **(env or {})}  # fmt: skip
         models = Path(full_env.get("DLWP_MODELS_DIR") or REPO / "models").resolve()
         if "DLWP_STATE_DIR" not in full_env and models == (REPO / "models").resolve():
             # Serving the committed models: their desired state goes to a temp folder, so tests

@@ -21,11 +21,14 @@ from starlette.types import ASGIApp
 from service import metrics
 from service.core import DataPlane
 from service.errors import DlwpError
+from service.grpc import server as grpc_server
 from service.hotpath import HotRoutes, response_for_error
 from service.http import error_response
 from service.logs import configure_logging
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.repository import ModelRepository
+from service.routes import explain as explain_routes
+from service.routes import page as page_routes
 from service.routes import repository as repository_routes
 from service.routes import tasks, tfserving, v2
 from service.runtime import configure_backend, configure_threads
@@ -46,7 +49,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """The server's ASGI app: metrics and body limit around the hot routes and FastAPI."""
     settings = settings or Settings()
     api = create_api(settings)
-    hot = HotRoutes(api, [tasks.router, v2.router, tfserving.router])
+    hot = HotRoutes(api, [tasks.router, v2.router, explain_routes.router, tfserving.router])
     return MetricsMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes))
 
 
@@ -68,6 +71,7 @@ def create_api(settings: Settings) -> FastAPI:
         # it out of the collector's sight, so full collections stop scanning it (p99 spikes).
         gc.collect()
         gc.freeze()
+        grpc_front = await grpc_server.start(app.state.plane, settings)
         # Repository calls answered by another worker or replica reach this one through the
         # shared desired state, followed whether or not version polling is on.
         background = [asyncio.create_task(repository.sync_forever())]
@@ -76,6 +80,7 @@ def create_api(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await grpc_server.stop(grpc_front, settings.request_timeout_s)
             for task in background:
                 task.cancel()
             await repository.close()
@@ -85,13 +90,17 @@ def create_api(settings: Settings) -> FastAPI:
         version=v2.SERVER_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by service.routes.page
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.plane = DataPlane(repository, settings)
     app.include_router(tasks.router)
     app.include_router(v2.router)
+    app.include_router(explain_routes.router)  # before tfserving: its /{target} takes any verb
     app.include_router(tfserving.router)
     app.include_router(repository_routes.router)
+    app.include_router(page_routes.router)
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["metrics"],
                       summary="Prometheus metrics (text format)")  # fmt: skip
     _add_error_handlers(app)

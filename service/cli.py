@@ -24,6 +24,7 @@ def add_commands(commands: Any) -> None:
     serve.add_argument(
         "--models-dir", help="model repository (default $DLWP_MODELS_DIR or ./models)"
     )
+    serve.add_argument("--grpc-port", type=int, help="default $DLWP_GRPC_PORT or 8001; 0: off")
     serve.set_defaults(func=cmd_serve)
 
     predict = commands.add_parser("predict", help="ask a running server for a prediction")
@@ -44,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     overrides = {"host": args.host, "port": args.port, "workers": args.workers,
-                 "models_dir": args.models_dir}  # fmt: skip
+                 "models_dir": args.models_dir, "grpc_port": args.grpc_port}  # fmt: skip
     for key, value in overrides.items():
         if value is not None:
             # Workers are separate processes that build their own Settings from the environment.
@@ -53,6 +54,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.settings import Settings
 
     settings = Settings()
+    if settings.grpc_port:
+        from service.grpc.server import check_port_free
+
+        check_port_free(settings.host, settings.grpc_port)  # before the workers share it
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="dlwp-metrics-")
     config = uvicorn.Config(

@@ -451,8 +451,8 @@ class ModelRepository:
         batcher = Batcher(
             predictor,
             self._compute,
-            max_batch_size=self.settings.max_batch_size,
-            max_queue_rows=self.settings.max_queue_rows,
+            max_batch_size=self.settings.batching.max_batch_size,
+            max_queue_rows=self.settings.batching.max_queue_rows,
             batch_delay_s=self.settings.batch_delay_ms / 1000,
             on_batch=_batch_observer(name),
             on_queue_change=metrics.QUEUE_DEPTH.labels(name).set,
@@ -477,7 +477,10 @@ class ModelRepository:
             raise ArtifactError(f"{model_file} is missing")
         try:
             predictor = compile_model(
-                model_file, codec.input_size, self.settings.max_batch_size, self.settings.backend
+                model_file,
+                codec.input_size,
+                self.settings.batching.max_batch_size,
+                self.settings.backend,
             )
             probe = predictor(_zeros(codec.input_size))
         except Exception as error:

@@ -27,6 +27,13 @@ _ONE: Any = [
 ]
 
 
+_EXPLAIN_TEXT = (
+    "Add `explanation` to each prediction: every distinct in-vocabulary word with its weight "
+    "(score as sent − score with every occurrence of the word removed), ordered by |weight|. "
+    "Costs one model row per distinct word (capped: over the cap, 422)."
+)
+
+
 class _OneOrMany(BaseModel):
     """Exactly one of the single-item field and the list field must be given."""
 
@@ -56,12 +63,20 @@ class TextRequest(_OneOrMany):
 
 
 class SentimentRequest(TextRequest):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"text": _REVIEW}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": _REVIEW}, {"text": _REVIEW, "explain": True}]}
+    )
+    explain: bool = Field(False, description=_EXPLAIN_TEXT)
 
 
 class TopicsRequest(TextRequest):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"text": _WIRE, "top_k": 3}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"text": _WIRE, "top_k": 3}, {"text": _WIRE, "top_k": 3, "explain": True}]
+        }
+    )
     top_k: int = Field(3, ge=1, le=46, description="How many topics to return per text.")
+    explain: bool = Field(False, description=_EXPLAIN_TEXT)
 
 
 class DigitsRequest(_OneOrMany):
@@ -75,13 +90,22 @@ class DigitsRequest(_OneOrMany):
 
 
 class HousingRequest(_OneOrMany):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"features": _HOUSE}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"features": _HOUSE}, {"features": _HOUSE, "explain": True}]
+        }
+    )
     single_field = "features"
     many_field = "instances"
     features: dict[str, Any] | None = Field(
         None, description="The 13 Boston housing features by name (CRIM … LSTAT)."
     )
     instances: list[dict[str, Any]] | None = Field(None, description="Several houses.")
+    explain: bool = Field(
+        False,
+        description="Add `explanation` to each prediction: for each feature, the price as sent "
+        "minus the price with that feature at its training mean, ordered by |weight|.",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -95,15 +119,26 @@ class _Envelope(BaseModel):
 
 class SentimentResponse(_Envelope):
     predictions: list[dict[str, Any]] = Field(
-        examples=[[{"label": "positive", "score": 0.97}]],
-        description="One per text: label (positive when score ≥ 0.5) and score, P(positive).",
+        examples=[
+            [{"label": "positive", "score": 0.97}],
+            [
+                {
+                    "label": "positive",
+                    "score": 0.97,
+                    "explanation": [{"word": "best", "weight": 0.12}],
+                }
+            ],
+        ],
+        description="One per text: label (positive when score ≥ 0.5) and score, P(positive); "
+        "with `explain`, also `explanation`.",
     )
 
 
 class TopicsResponse(_Envelope):
     predictions: list[dict[str, Any]] = Field(
         examples=[[{"topics": [{"label": "earn", "index": 3, "probability": 0.91}]}]],
-        description="One per text: the top_k topics, most probable first.",
+        description="One per text: the top_k topics, most probable first; with `explain`, also "
+        "`explanation` (weights for the top topic's probability).",
     )
 
 
@@ -116,7 +151,11 @@ class DigitsResponse(_Envelope):
 
 class HousingResponse(_Envelope):
     predictions: list[dict[str, Any]] = Field(
-        examples=[[{"price": 21.3}]], description="One per house: median value in $1000s."
+        examples=[
+            [{"price": 21.3}],
+            [{"price": 21.3, "explanation": [{"feature": "RM", "weight": 3.1}]}],
+        ],
+        description="One per house: median value in $1000s; with `explain`, also `explanation`.",
     )
 
 

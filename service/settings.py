@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.artifacts import BUNDLED_MODELS_DIR
+from service.runtime import Batching, device_batching
 
 
 class Settings(BaseSettings):
@@ -58,6 +59,19 @@ class Settings(BaseSettings):
     )
     backend: str = Field("tensorflow", description="Model runtime: tensorflow or jax.")
     log_level: str = Field("info", description="debug, info, warning or error.")
+    # explanations (issue 10)
+    max_explain_rows: int = Field(
+        512,
+        ge=1,
+        description="Most model rows one explanation request may cost (a row per input and per "
+        "distinct word or feature); over it, 422.",
+    )
+
+    # gRPC (issue 12)
+    grpc_port: int = Field(
+        8001, ge=0, le=65535,
+        description="Port of the gRPC Open Inference Protocol service (0: no gRPC).",
+    )  # fmt: skip
 
     # Several workers and replicas: shared desired state, graceful drain (issue 8)
     state_dir: Path | None = Field(
@@ -83,3 +97,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"DLWP_MODEL_VERSIONS: expected name=version, got {item!r}")
             pins[name.strip()] = int(version)
         return pins
+
+    # GPU (issue 14): the batch cap and queue bound suit the device, where not set explicitly.
+    @cached_property
+    def batching(self) -> Batching:
+        """`max_batch_size` and `max_queue_rows` as set, else the defaults for the model's device.
+
+        Read once the backend is configured (at the first model load): finding the device
+        imports the framework.
+        """
+        explicit = self.model_fields_set
+        if {"max_batch_size", "max_queue_rows"} <= explicit:
+            return Batching(self.max_batch_size, self.max_queue_rows)
+        defaults = device_batching(self.backend)
+        return Batching(
+            self.max_batch_size if "max_batch_size" in explicit else defaults.max_batch_size,
+            self.max_queue_rows if "max_queue_rows" in explicit else defaults.max_queue_rows,
+        )

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from service import schemas
-from service.codecs import DigitsCodec, HousingCodec, TextCodec, TopicsCodec
+from service import explain, schemas
+from service.codecs import Codec, DigitsCodec, HousingCodec, TextCodec, TopicsCodec
 from service.core import expect_codec
 from service.deps import plane_of
 from service.errors import BadRequestError, UnsupportedMediaTypeError
 from service.hotpath import hot
 from service.http import is_json, json_response, media_type, parse_json, read_json
+from service.preprocessing import MNIST_SIDE
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse} for code in (400, 404, 413, 415, 422, 503, 504)
+}
+
+
+_INCLUDE_IMAGE: dict[str, Any] = {
+    "name": "include_image",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean", "default": False},
+    "description": "true: add `image` to each prediction, the 28×28 grey values (0–255) the "
+    "model saw after the server's MNIST-style preprocessing (what the demo page shows).",
 }
 
 
@@ -47,6 +60,8 @@ def _answer(served: Any, predictions: list[dict[str, Any]]) -> Response:
 async def sentiment(request: Request) -> Response:
     plane = plane_of(request)
     body = schemas.parse(schemas.SentimentRequest, await read_json(request))
+    if body.explain:
+        return _answer(*await explain.explain(request, "imdb", None, _texts(body.items())))
     served, outputs = await plane.predict(
         request, "imdb", None, lambda c: expect_codec(c, TextCodec).rows_from_texts(body.items())
     )
@@ -63,6 +78,11 @@ async def sentiment(request: Request) -> Response:
 async def topics(request: Request) -> Response:
     plane = plane_of(request)
     body = schemas.parse(schemas.TopicsRequest, await read_json(request))
+    if body.explain:
+        explained = await explain.explain(
+            request, "reuters", None, _texts(body.items()), top_k=body.top_k
+        )
+        return _answer(*explained)
     served, outputs = await plane.predict(
         request,
         "reuters",
@@ -75,36 +95,43 @@ async def topics(request: Request) -> Response:
 @router.post(
     "/digits",
     summary="Which digit is this? JSON pixels, or a PNG/JPEG of any size (MNIST model)",
-    openapi_extra=_body(schemas.DigitsRequest, *IMAGE_TYPES[:2], "multipart/form-data"),
+    openapi_extra={
+        **_body(schemas.DigitsRequest, *IMAGE_TYPES[:2], "multipart/form-data"),
+        "parameters": [_INCLUDE_IMAGE],
+    },
     responses={200: {"model": schemas.DigitsResponse}, **_ERRORS},
 )
 @hot
 async def digits(request: Request) -> Response:
     plane = plane_of(request)
     kind = media_type(request)
-    if kind in IMAGE_TYPES:
-        image = await request.body()
-        served, outputs = await plane.predict(
-            request, "mnist", None, lambda c: expect_codec(c, DigitsCodec).rows_from_image(image)
-        )
-    elif kind == "multipart/form-data":
-        image = await _uploaded_file(request)
-        served, outputs = await plane.predict(
-            request, "mnist", None, lambda c: expect_codec(c, DigitsCodec).rows_from_image(image)
-        )
+    encode: Callable[[Codec], np.ndarray]
+    if kind in IMAGE_TYPES or kind == "multipart/form-data":
+        image = await request.body() if kind in IMAGE_TYPES else await _uploaded_file(request)
+        encode = lambda c: expect_codec(c, DigitsCodec).rows_from_image(image)  # noqa: E731
     elif is_json(kind):
         body = schemas.parse(schemas.DigitsRequest, parse_json(await request.body()))
-        served, outputs = await plane.predict(
-            request,
-            "mnist",
-            None,
-            lambda c: expect_codec(c, DigitsCodec).rows_from_pixels(body.items()),
-        )
+        encode = lambda c: expect_codec(c, DigitsCodec).rows_from_pixels(body.items())  # noqa: E731
     else:
         raise UnsupportedMediaTypeError(
             f"unsupported content type {kind!r}: send application/json pixels, an image/png or "
             "image/jpeg body, or multipart/form-data with the image in field 'file'"
         )
+    # The query string is looked at only when there is one: the usual answer costs nothing more.
+    if request.scope.get("query_string") and request.query_params.get("include_image") == "true":
+        seen: list[np.ndarray] = []
+
+        def keep(codec: Codec) -> np.ndarray:
+            seen.append(encode(codec))
+            return seen[0]
+
+        served, outputs = await plane.predict(request, "mnist", None, keep)
+        predictions = served.codec.predictions(outputs)
+        for prediction, row in zip(predictions, seen[0], strict=True):
+            grey = np.rint(row * 255.0).astype(np.uint8)
+            prediction["image"] = grey.reshape(MNIST_SIDE, MNIST_SIDE).tolist()
+        return _answer(served, predictions)
+    served, outputs = await plane.predict(request, "mnist", None, encode)
     return _answer(served, served.codec.predictions(outputs))
 
 
@@ -118,6 +145,8 @@ async def digits(request: Request) -> Response:
 async def housing(request: Request) -> Response:
     plane = plane_of(request)
     body = schemas.parse(schemas.HousingRequest, await read_json(request))
+    if body.explain:
+        return _answer(*await explain.explain(request, "housing", None, _houses(body.items())))
     served, outputs = await plane.predict(
         request,
         "housing",
@@ -125,6 +154,18 @@ async def housing(request: Request) -> Response:
         lambda c: expect_codec(c, HousingCodec).rows_from_records(body.items()),
     )
     return _answer(served, served.codec.predictions(outputs))
+
+
+def _texts(texts: list[Any]) -> Callable[[Codec, int], explain.Occlusion]:
+    return lambda c, cap: explain.text_occlusion(expect_codec(c, TextCodec), texts, cap)
+
+
+def _houses(records: list[Any]) -> Callable[[Codec, int], explain.Occlusion]:
+    def occlude(codec: Codec, cap: int) -> explain.Occlusion:
+        housing = expect_codec(codec, HousingCodec)
+        return explain.housing_occlusion(housing, housing.rows_from_records(records), cap)
+
+    return occlude
 
 
 async def _uploaded_file(request: Request) -> bytes:

@@ -6,6 +6,7 @@ Supports JSON tensors and the binary tensor extension (`Inference-Header-Content
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -24,17 +25,16 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
 HEADER_LENGTH = "inference-header-content-length"
 SERVER_VERSION = "0.1.0"
+SERVER_METADATA = {
+    "name": "dlwp-serving",
+    "version": SERVER_VERSION,
+    "extensions": ["binary_tensor_data", "model_repository"],
+}
 
 
 @router.get("", summary="Server metadata")
 async def server_metadata() -> Response:
-    return json_response(
-        {
-            "name": "dlwp-serving",
-            "version": SERVER_VERSION,
-            "extensions": ["binary_tensor_data", "model_repository"],
-        }
-    )
+    return json_response(SERVER_METADATA)
 
 
 @router.get("/health/live", summary="Is the process up? (never refused)")
@@ -50,7 +50,7 @@ async def ready(repository: Repository) -> Response:
     return error_response(reason, 503, {"Retry-After": "2"})
 
 
-def _metadata(served: ServedVersion) -> dict[str, Any]:
+def metadata(served: ServedVersion) -> dict[str, Any]:
     signature = served.manifest.signature
     return {
         "name": served.name,
@@ -69,12 +69,12 @@ def _metadata(served: ServedVersion) -> dict[str, Any]:
 
 @router.get("/models/{name}", summary="Model metadata: input and output tensors")
 async def model_metadata(name: str, repository: Repository) -> Response:
-    return json_response(_metadata(repository.live(name)))
+    return json_response(metadata(repository.live(name)))
 
 
 @router.get("/models/{name}/versions/{version}", summary="Metadata of one version")
 async def version_metadata(name: str, version: int, repository: Repository) -> Response:
-    return json_response(_metadata(repository.live(name, version)))
+    return json_response(metadata(repository.live(name, version)))
 
 
 @router.get("/models/{name}/ready", summary="Is the model ready?")
@@ -131,27 +131,14 @@ async def _infer(name: str, version: int | None, request: Request) -> Response:
         raise BadRequestError("expected a JSON object with an 'inputs' list of tensors")
     inputs = payload["inputs"]
     values = _decode_inputs(inputs, binary)
+    datatypes = {spec["name"]: spec.get("datatype") for spec in inputs}
     wanted, binary_out = _requested_outputs(payload)
 
     def encode(codec: Codec) -> Any:
-        expected = codec.input_spec
-        if len(values) != 1 or expected.name not in values:
-            raise InvalidInputError(
-                f"{name} takes one input {expected.name!r} ({expected.datatype} "
-                f"{expected.shape}), got {sorted(values) or 'none'}"
-            )
-        spec = next(s for s in inputs if s.get("name") == expected.name)
-        if (spec.get("datatype") == "BYTES") != (expected.datatype == "BYTES"):
-            raise InvalidInputError(
-                f"input {expected.name!r} must be {expected.datatype}, got {spec.get('datatype')}"
-            )
-        return codec.rows_from_tensor(values[expected.name])
+        return rows_from_inputs(codec, name, values, datatypes)
 
     served, outputs = await plane_of(request).predict(request, name, version, encode)
-    output_name = served.codec.output_spec.name
-    for requested in wanted:
-        if requested != output_name:
-            raise InvalidInputError(f"unknown output {requested!r}; {name} gives {output_name!r}")
+    output_name = check_outputs(served, wanted)
     if not wanted or output_name in wanted:
         binary_out = binary_out or wanted.get(output_name, False)
     spec, raw = tensors.encode_output(output_name, outputs, binary_out)
@@ -170,6 +157,36 @@ async def _infer(name: str, version: int | None, request: Request) -> Response:
         media_type="application/octet-stream",
         headers={"Inference-Header-Content-Length": str(len(head))},
     )
+
+
+def rows_from_inputs(
+    codec: Codec, model: str, values: dict[str, Any], datatypes: dict[str, Any]
+) -> Any:
+    """Decoded input tensors (by name) → model rows: one input, the signature's name and kind.
+
+    Shared by the REST and gRPC fronts, so both accept and refuse the same tensors.
+    """
+    expected = codec.input_spec
+    if len(values) != 1 or expected.name not in values:
+        raise InvalidInputError(
+            f"{model} takes one input {expected.name!r} ({expected.datatype} "
+            f"{expected.shape}), got {sorted(values) or 'none'}"
+        )
+    if (datatypes.get(expected.name) == "BYTES") != (expected.datatype == "BYTES"):
+        raise InvalidInputError(
+            f"input {expected.name!r} must be {expected.datatype}, "
+            f"got {datatypes.get(expected.name)}"
+        )
+    return codec.rows_from_tensor(values[expected.name])
+
+
+def check_outputs(served: ServedVersion, requested: Iterable[str]) -> str:
+    """The served output's name; a requested output the model does not give is refused."""
+    output_name = served.codec.output_spec.name
+    for name in requested:
+        if name != output_name:
+            raise InvalidInputError(f"unknown output {name!r}; {served.name} gives {output_name!r}")
+    return output_name
 
 
 def _split_binary(request: Request, body: bytes) -> tuple[bytes, bytes]:

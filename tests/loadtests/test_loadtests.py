@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from loadtests import payloads
+from loadtests import bench_grpc, payloads
 
 from ..conftest import REPO, needs_datasets
 
@@ -69,3 +69,6 @@ def test_bench_runs_end_to_end_in_quick_mode(tmp_path):
     assert all(point["requests_per_s"] > 0 and point["errors"] == 0 for point in report["points"])
     assert len(report["compute_ceiling"]) == 6
     assert "req/s ÷ echo" in (tmp_path / "bench.md").read_text()
+    grpc_rows = report["grpc_points"]  # gRPC beside REST V2, with the generators' ceilings
+    assert [p["path"] for p in grpc_rows] == list(bench_grpc.PATHS)
+    assert all(point["requests_per_s"] > 0 and point["errors"] == 0 for point in grpc_rows)

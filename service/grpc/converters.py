@@ -1,0 +1,123 @@
+"""Protocol messages ↔ the tensors and answers the V2 REST routes use (one converter each).
+
+Inputs become the same `{name: values}` the REST route decodes, through the same
+`tensors.decode_input`, so both fronts accept, convert and refuse tensors alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from service import tensors
+from service.errors import BadRequestError, InvalidInputError
+from service.grpc import protocol
+from service.repository import ServedVersion
+from service.routes import v2
+
+# The typed-contents field that carries each datatype's elements. FP16 has none (raw only).
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
+    "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+    "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}  # fmt: skip
+
+
+def version_of(text: str) -> int | None:
+    """A request's `version` string: empty means the served one; otherwise an integer (400)."""
+    if not text:
+        return None
+    if not text.isdigit():
+        raise BadRequestError(f"version must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def decode_inputs(request: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """A ModelInferRequest's inputs → (values by name, datatypes by name), raw or typed."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise BadRequestError(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs: "
+            "send one per input, in order, or use typed contents for all"
+        )
+    values: dict[str, Any] = {}
+    datatypes: dict[str, str] = {}
+    for index, tensor in enumerate(request.inputs):
+        spec: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": list(tensor.shape),
+        }
+        if raw:
+            if tensor.HasField("contents"):
+                raise BadRequestError(
+                    f"input {tensor.name!r} has typed contents and raw_input_contents: use one"
+                )
+            values[tensor.name] = tensors.decode_input(spec, raw[index])
+        else:
+            spec["data"] = _typed_data(tensor)
+            values[tensor.name] = tensors.decode_input(spec, None)
+        datatypes[tensor.name] = tensor.datatype
+    return values, datatypes
+
+
+def _typed_data(tensor: Any) -> Any:
+    field = CONTENTS_FIELD.get(tensor.datatype)
+    if field is None:
+        if tensor.datatype in tensors.NUMERIC_TYPES:
+            raise BadRequestError(
+                f"input {tensor.name!r}: {tensor.datatype} has no typed contents; "
+                "send it in raw_input_contents"
+            )
+        return []  # decode_input names the unsupported datatype
+    data = getattr(tensor.contents, field)
+    if not data:
+        used = [descriptor.name for descriptor, _ in tensor.contents.ListFields()]
+        if used:
+            raise InvalidInputError(
+                f"input {tensor.name!r} is {tensor.datatype}: its values go in "
+                f"contents.{field}, got {', '.join(used)}"
+            )
+    # Numbers go to numpy straight from the repeated field (decode_input's np.asarray);
+    # BYTES elements become the flat list of bytes the JSON route also produces.
+    return list(data) if field == "bytes_contents" else data
+
+
+def infer_response(
+    served: ServedVersion, output_name: str, outputs: np.ndarray, raw: bool, request_id: str
+) -> Any:
+    """The model's outputs as a ModelInferResponse: raw contents, or typed ones."""
+    spec, data = tensors.encode_output(output_name, outputs, raw)
+    response = protocol.ModelInferResponse(
+        model_name=served.name, model_version=str(served.version), id=request_id
+    )
+    tensor = response.outputs.add(name=spec["name"], datatype=spec["datatype"], shape=spec["shape"])
+    if raw:
+        response.raw_output_contents.append(data)
+    else:
+        getattr(tensor.contents, CONTENTS_FIELD[spec["datatype"]]).extend(spec["data"].tolist())
+    return response
+
+
+def model_metadata(served: ServedVersion) -> Any:
+    """The REST metadata of a served version, as a ModelMetadataResponse."""
+    meta = v2.metadata(served)
+    return protocol.ModelMetadataResponse(
+        name=meta["name"],
+        versions=meta["versions"],
+        platform=meta["platform"],
+        inputs=[_tensor_metadata(spec) for spec in meta["inputs"]],
+        outputs=[_tensor_metadata(spec) for spec in meta["outputs"]],
+    )
+
+
+def _tensor_metadata(spec: dict[str, Any]) -> Any:
+    return protocol.ModelMetadataResponse.TensorMetadata(
+        name=spec["name"], datatype=spec["datatype"], shape=spec["shape"]
+    )
+
+
+def server_metadata() -> Any:
+    return protocol.ServerMetadataResponse(**v2.SERVER_METADATA)
