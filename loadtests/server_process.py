@@ -54,6 +54,11 @@ class ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", "DLWP_GRPC_PORT": str(self.grpc_port),
                     **(env or {})}  # fmt: skip
+        models = Path(full_env.get("DLWP_MODELS_DIR") or REPO / "models").resolve()
+        if "DLWP_STATE_DIR" not in full_env and models == (REPO / "models").resolve():
+            # Serving the committed models: their desired state goes to a temp folder, so tests
+            # and benchmarks never write into the repository.
+            full_env["DLWP_STATE_DIR"] = tempfile.mkdtemp(prefix="dlwp-state-")
         command = [sys.executable, "-m", "training.cli", "serve", "--port", str(self.port),
                    "--workers", str(workers)]  # fmt: skip
         if echo:

@@ -72,7 +72,9 @@ def create_api(settings: Settings) -> FastAPI:
         gc.collect()
         gc.freeze()
         grpc_front = await grpc_server.start(app.state.plane, settings)
-        background = []
+        # Repository calls answered by another worker or replica reach this one through the
+        # shared desired state, followed whether or not version polling is on.
+        background = [asyncio.create_task(repository.sync_forever())]
         if settings.poll_seconds > 0:
             background.append(asyncio.create_task(repository.poll_forever()))
         try:

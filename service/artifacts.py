@@ -7,6 +7,7 @@ complete; temporary folders start with a dot and are never listed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -58,6 +59,9 @@ class Manifest(BaseModel):
     signature: Signature
     labels: list[str] | None = None
     preprocessing: dict[str, Any]
+    # File name → sha256 of every file of the version but the manifest itself. Versions exported
+    # before digests were recorded have none, and load unverified.
+    sha256: dict[str, str] | None = None
 
 
 def model_names(models_dir: Path) -> list[str]:
@@ -99,6 +103,37 @@ def read_manifest(folder: Path) -> Manifest:
             f"{folder.parent.name}/{folder.name}"
         )
     return manifest
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file in a version folder but the manifest, by file name, sorted."""
+    return {
+        path.name: _sha256(path)
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != MANIFEST_FILE
+    }
+
+
+def verify_digests(folder: Path, manifest: Manifest) -> None:
+    """Raise ArtifactError unless every file the manifest lists is there, byte for byte."""
+    for name, expected in (manifest.sha256 or {}).items():
+        path = folder / name
+        if Path(name).name != name or not path.is_file():
+            raise ArtifactError(f"{path} is listed in the manifest but missing")
+        actual = _sha256(path)
+        if actual != expected:
+            raise ArtifactError(
+                f"{path} has sha256 {actual[:12]}…, the manifest recorded {expected[:12]}…: "
+                "the file changed after export"
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_vocabulary(folder: Path) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -49,6 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value is not None:
             # Workers are separate processes that build their own Settings from the environment.
             os.environ[f"DLWP_{key.upper()}"] = str(value)
+    from service.server import serve
     from service.settings import Settings
 
     settings = Settings()
@@ -58,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_port_free(settings.host, settings.grpc_port)  # before the workers share it
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="dlwp-metrics-")
-    uvicorn.run(
+    config = uvicorn.Config(
         "service.app:create_app",
         factory=True,
         host=settings.host,
@@ -68,8 +70,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="httptools",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=10,
+        # A stop waits for every accepted request; each meets its own deadline well before this.
+        timeout_graceful_shutdown=math.ceil(settings.request_timeout_s) + 5,
     )
+    serve(config, settings)
     return 0
 
 

@@ -73,6 +73,20 @@ class Settings(BaseSettings):
         description="Port of the gRPC Open Inference Protocol service (0: no gRPC).",
     )  # fmt: skip
 
+    # Several workers and replicas: shared desired state, graceful drain (issue 8)
+    state_dir: Path | None = Field(
+        None,
+        description="Where the desired state (unloaded models, pins) and each worker's status "
+        "live; default <models_dir>/.dlwp-state. Point it at a writable volume shared by the "
+        "replicas when the repository is read-only.",
+    )
+    drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="After SIGTERM, keep serving this long with /v2/health/ready at 503 before "
+        "refusing connections (0: at once). Ctrl+C never waits for it.",
+    )
+
     @cached_property
     def pinned_versions(self) -> dict[str, int]:
         """`model_versions` parsed: model name → version."""

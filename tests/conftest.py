@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,8 @@ def make_client(**settings: object) -> TestClient:
     from service.settings import Settings
 
     settings.setdefault("models_dir", COMMITTED_MODELS)
+    if settings["models_dir"] == COMMITTED_MODELS:  # never write state into the committed models
+        settings.setdefault("state_dir", Path(tempfile.mkdtemp(prefix="dlwp-state-")))
     settings.setdefault("poll_seconds", 0)
     settings.setdefault("grpc_port", 0)  # in-process apps need no gRPC unless a test asks
     return TestClient(create_app(Settings(**settings)), raise_server_exceptions=False)

@@ -103,10 +103,13 @@ def export_version(
     temp.mkdir()
     try:
         write_files(temp)
+        # Recorded from what was written, so a load can tell the files are still the exported ones.
+        digests = artifacts.file_digests(temp)
+        rest = {key: value for key, value in manifest.items() if key != "sha256"}
         while True:
             existing = artifacts.list_versions(models_dir, name)
             version = (existing[-1] if existing else 0) + 1
-            final_manifest = {"name": name, "version": version, **manifest}
+            final_manifest = {"name": name, "version": version, "sha256": digests, **rest}
             (temp / artifacts.MANIFEST_FILE).write_text(
                 json.dumps(final_manifest, indent=2) + "\n", encoding="utf-8"
             )

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from service.deps import AppSettings, Repository
-from service.errors import UnauthorizedError
-from service.http import json_response
+from service.deps import AppSettings, Repository, parse_version
+from service.desired_state import Pin
+from service.errors import BadRequestError, UnauthorizedError
+from service.http import json_response, parse_json
 
 
 def require_api_key(request: Request, settings: AppSettings) -> None:
@@ -38,14 +39,33 @@ async def index_get(repository: Repository) -> Response:
 
 @router.post(
     "/models/{name}/load",
-    summary="Load (or reload) a model's policy version; returns once it is serving",
+    summary="Serve a model on every worker: its policy version, or pin one; returns once every "
+    "worker serves it",
 )
-async def load(name: str, repository: Repository, _: Admin) -> Response:
-    served = await repository.load(name)
+async def load(name: str, request: Request, repository: Repository, _: Admin) -> Response:
+    served = await repository.load(name, await _requested_version(request))
     return json_response({"name": name, "version": str(served.version), "state": "READY"})
 
 
-@router.post("/models/{name}/unload", summary="Stop serving a model")
+@router.post("/models/{name}/unload", summary="Stop serving a model on every worker")
 async def unload(name: str, repository: Repository, _: Admin) -> Response:
     await repository.unload(name)
     return json_response({"name": name, "state": "UNAVAILABLE"})
+
+
+async def _requested_version(request: Request) -> Pin | None:
+    """`{"parameters": {"version": 2}}` pins version 2, `"latest"` follows the newest; no body
+    (or no version) keeps the model's pin, if any."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    payload = parse_json(body)
+    parameters = payload.get("parameters", {}) if isinstance(payload, dict) else None
+    if not isinstance(parameters, dict):
+        raise BadRequestError('expected a JSON object like {"parameters": {"version": 2}}')
+    version = parameters.get("version")
+    if version is None or version == "latest":
+        return version  # type: ignore[no-any-return]
+    if isinstance(version, bool) or not isinstance(version, (int, str)):
+        raise BadRequestError(f'parameters.version must be a version or "latest", got {version!r}')
+    return parse_version(str(version))

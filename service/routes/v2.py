@@ -44,9 +44,10 @@ async def live() -> Response:
 
 @router.get("/health/ready", summary="Is every model loaded, warmed and serving?")
 async def ready(repository: Repository) -> Response:
-    if repository.ready:
+    reason = repository.unready_reason
+    if reason is None:
         return json_response({"ready": True})
-    return error_response("models are still loading", 503, {"Retry-After": "2"})
+    return error_response(reason, 503, {"Retry-After": "2"})
 
 
 def metadata(served: ServedVersion) -> dict[str, Any]:
