@@ -16,8 +16,9 @@ REVIEW = "A wonderful, moving film. The acting was superb and I loved every minu
 
 def test_sigterm_with_requests_queued_answers_every_one_then_exits_cleanly(tmp_path):
     shutil.copytree(COMMITTED_MODELS / "imdb" / "1", tmp_path / "imdb" / "1")
-    # Small batches, so the rows of many requests wait in the queue when the signal comes.
-    server = ServerProcess({"DLWP_MODELS_DIR": str(tmp_path), "DLWP_DRAIN_SECONDS": "1.5",
+    # A window long enough that every request and probe connects within it on a busy 2-core CI
+    # machine; small batches, so the rows of many requests wait in the queue when the signal comes.
+    server = ServerProcess({"DLWP_MODELS_DIR": str(tmp_path), "DLWP_DRAIN_SECONDS": "4",
                             "DLWP_MAX_BATCH_SIZE": "2", "DLWP_MAX_QUEUE_ROWS": "8192"},
                            name="drain").wait_ready()  # fmt: skip
     texts = {"texts": [f"{REVIEW} {i}" for i in range(256)]}
