@@ -1,4 +1,4 @@
-"""Structured logs: one JSON object per line on stderr."""
+"""Structured logs: one JSON object per line on stderr, with the current request's id if any."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import sys
 from datetime import UTC, datetime
 
 import orjson
+
+from service.requestid import REQUEST_ID
+
+_FIELDS = ("request_id", "model", "route", "method", "path", "status", "duration_ms")
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,9 +21,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("request_id", "model", "route", "status"):
+        for key in _FIELDS:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
+        if "request_id" not in entry:
+            request_id = REQUEST_ID.get()
+            if request_id is not None:
+                entry["request_id"] = request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()

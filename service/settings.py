@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     )
     backend: str = Field("tensorflow", description="Model runtime: tensorflow or jax.")
     log_level: str = Field("info", description="debug, info, warning or error.")
+    # Monitoring (issue 11)
+    signals: bool = Field(
+        True, description="Input and prediction signals per model in /metrics (drift, mix)."
+    )
+    access_log: bool = Field(
+        False, description="One JSON log line per request, with its request id (costs req/s)."
+    )
 
     @cached_property
     def pinned_versions(self) -> dict[str, int]:

@@ -1,0 +1,219 @@
+"""What the monitoring costs and what healthy signals look like.
+
+`compare` (run by `make bench`): servers with the per-model signals on, off, and on with the
+JSON access log, measured interleaved at c=64 on MNIST and sentiment, as bench.py does for
+batching. `baselines`: the signals' healthy ranges, measured on the test sets through the
+served preprocessing and the committed models (the figures in README "Monitoring" and the
+thresholds in deploy/prometheus/alerts.yml).
+
+    python loadtests/bench_signals.py              # the comparison alone
+    python loadtests/bench_signals.py --baselines  # healthy ranges as JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from loadtests.bench import Point, Server, measure, median_point, scenarios, wrk_script  # noqa: E402
+
+# name → environment; bench.py's servers already run with signals on (the default).
+SERVERS = {
+    "signals-on": {},
+    "signals-off": {"DLWP_SIGNALS": "false"},
+    "access-log": {"DLWP_ACCESS_LOG": "true"},
+}
+SCENARIOS = ("mnist", "sentiment")
+CONCURRENCY = 64
+
+
+def compare(scratch: Path, seconds: int, rounds: int) -> list[Point]:
+    """Each server in turn at each point, the first rotating per round; medians kept."""
+    points: list[Point] = []
+    servers: list[Server] = []
+    try:
+        for name, env in SERVERS.items():
+            servers.append(Server(name, env, scratch))
+        known = scenarios()
+        for scenario in (known[name] for name in SCENARIOS):
+            script = wrk_script(scenario, scratch)
+            runs: dict[str, list[Point]] = {server.name: [] for server in servers}
+            for round_ in range(rounds):
+                start = round_ % len(servers)
+                for server in servers[start:] + servers[:start]:
+                    runs[server.name].append(
+                        measure(server, scenario, CONCURRENCY, seconds, script)
+                    )
+            for server in servers:
+                point = median_point(runs[server.name])
+                print(json.dumps(asdict(point)), flush=True)
+                points.append(point)
+    finally:
+        for server in servers:
+            server.stop()
+    return points
+
+
+def markdown(points: list[Point]) -> str:
+    """Each server's req/s and p99 against signals off."""
+    off = {p.scenario: p for p in points if p.server == "signals-off"}
+    lines = [
+        "",
+        f"Monitoring cost (c={CONCURRENCY}; ratios to the server with signals off):",
+        "",
+        "| server | scenario | req/s | p50 ms | p99 ms | errors | req/s ÷ off | p99 ÷ off |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        base = off.get(p.scenario)
+        rate = f"{p.requests_per_s / base.requests_per_s:.3f}" if base else ""
+        p99 = f"{p.p99_ms / base.p99_ms:.2f}" if base and base.p99_ms else ""
+        lines.append(
+            f"| {p.server} | {p.scenario} | {p.requests_per_s:.0f} | {p.p50_ms:.2f} | "
+            f"{p.p99_ms:.2f} | {p.errors} | {rate} | {p99} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------- healthy ranges
+
+_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    quantiles = np.quantile(values, _QUANTILES)
+    return {
+        "mean": round(float(values.mean()), 4),
+        **{
+            f"p{round(q * 100)}": round(float(v), 4)
+            for q, v in zip(_QUANTILES, quantiles, strict=True)
+        },
+        "min": round(float(values.min()), 4),
+        "max": round(float(values.max()), 4),
+    }
+
+
+def _share_below(values: np.ndarray, levels: tuple[float, ...]) -> dict[str, float]:
+    return {f"<{level}": round(float((values < level).mean()), 4) for level in levels}
+
+
+def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
+    """Every signal on the test sets, as the server computes it (codec, model, signals code)."""
+    from loadtests import payloads
+    from service import artifacts, codecs, preprocessing
+    from service.runtime import compile_model, configure_threads
+    from service.signals import INK_LEVEL, PRICE_BAND_EDGES, PRICE_BANDS, TRAINING_RANGE_KEY
+    from training.datasets import load_dataset
+
+    configure_threads(1)
+    limits = codecs.Limits(max_items=10**6, max_text_chars=10**7, max_image_pixels=10**7)
+
+    def load(name: str) -> tuple[codecs.Codec, Any]:
+        folder = artifacts.version_dir(
+            models_dir, name, artifacts.list_versions(models_dir, name)[-1]
+        )
+        manifest = artifacts.read_manifest(folder)
+        codec = codecs.build_codec(folder, manifest, limits)
+        predict = compile_model(folder / artifacts.MODEL_FILE, codec.input_size, 256, "tensorflow")
+        return codec, predict
+
+    def run(predict: Any, rows: np.ndarray) -> np.ndarray:
+        return np.concatenate([predict(rows[i : i + 256]) for i in range(0, len(rows), 256)])
+
+    report: dict[str, Any] = {}
+    for name, texts in (("imdb", payloads.reviews(25_000)), ("reuters", payloads.wires(10_000))):
+        codec, predict = load(name)
+        assert isinstance(codec, codecs.TextCodec)
+        rows = codec.rows_from_texts(texts)
+        ratios = codecs.TEXT_OOV_RATIOS.get()
+        assert ratios is not None
+        outputs = run(predict, rows)
+        if name == "imdb":
+            scores = outputs.reshape(-1)
+            top, confidence = (scores >= 0.5).astype(int), np.maximum(scores, 1 - scores)
+        else:
+            top, confidence = outputs.argmax(axis=1), outputs.max(axis=1)
+        labels = codec.labels or []
+        mix = np.bincount(top, minlength=len(labels)) / len(top)
+        report[name] = {
+            "texts": len(texts),
+            "oov_ratio": _summary(ratios),
+            "oov_ratio_pooled": round(_pooled_oov(texts, codec), 4),
+            "confidence": _summary(confidence),
+            "confidence_share": _share_below(confidence, (0.6, 0.8, 0.9)),
+            "top_label_share": {labels[i]: round(float(mix[i]), 4) for i in np.argsort(-mix)[:3]},
+        }
+    codec, predict = load("mnist")
+    with np.load(payloads.data_dir() / "mnist.npz") as data:
+        rows = preprocessing.pixel_batch_to_rows(data["x_test"])
+    outputs = run(predict, rows)
+    confidence = outputs.max(axis=1)
+    mix = np.bincount(outputs.argmax(axis=1), minlength=10) / len(outputs)
+    report["mnist"] = {
+        "images": len(rows),
+        "ink_ratio": _summary(np.count_nonzero(rows > INK_LEVEL, axis=1) / rows.shape[1]),
+        "confidence": _summary(confidence),
+        "confidence_share": _share_below(confidence, (0.6, 0.8, 0.9)),
+        "top_label_share": round(float(mix.max()), 4),
+    }
+    codec, predict = load("housing")
+    assert isinstance(codec, codecs.HousingCodec)
+    dataset = load_dataset("housing", payloads.data_dir())
+    bounds = codec.manifest.preprocessing[TRAINING_RANGE_KEY]
+    outside = (dataset.x_test < bounds["min"]) | (dataset.x_test > bounds["max"])
+    prices = run(predict, preprocessing.standardize(dataset.x_test, codec.mean, codec.std))
+    bands = np.bincount(np.searchsorted(PRICE_BAND_EDGES, prices.reshape(-1), side="right"),
+                        minlength=len(PRICE_BANDS)) / len(prices)  # fmt: skip
+    report["housing"] = {
+        "houses": len(dataset.x_test),
+        "out_of_range_values_per_house": round(float(outside.sum() / len(outside)), 4),
+        "houses_with_any_out_of_range": round(float(outside.any(axis=1).mean()), 4),
+        "out_of_range_by_feature": {
+            feature: int(count)
+            for feature, count in zip(codec.feature_names, outside.sum(axis=0), strict=True)
+            if count
+        },
+        "price_band_share": {
+            band: round(float(s), 4) for band, s in zip(PRICE_BANDS, bands, strict=True)
+        },
+    }
+    return report
+
+
+def _pooled_oov(texts: list[str], codec: Any) -> float:
+    """All the texts' OOV words over all their words (the rate-of-sums a dashboard shows)."""
+    from service import preprocessing
+
+    sequences = preprocessing.texts_to_sequences(texts, codec.vocabulary)
+    return sum(s.count(preprocessing.OOV_INDEX) for s in sequences) / sum(
+        len(s) - 1 for s in sequences
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baselines", action="store_true", help="healthy ranges, as JSON")
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.baselines:
+        print(json.dumps(baselines(), indent=2))
+        return 0
+    print(
+        markdown(compare(Path(tempfile.mkdtemp(prefix="dlwp-bench-")), args.seconds, args.rounds))
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Label-free signals about what each model sees and answers, for dashboards and drift alerts.
+
+After a request's rows come back from the batcher, `Signals.observe` reads the arrays the request
+path already built (model rows, model outputs, the text codec's out-of-vocabulary shares) and
+updates the `dlwp_input_*` / `dlwp_prediction*` metrics of service/metrics.py: a few numpy
+reductions and counter increments per request, no second pass over the raw input. Every label
+value comes from a fixed set (the manifest's labels, digits, price bands, feature names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import numpy as np
+from prometheus_client import Counter, Histogram
+
+from service import metrics, preprocessing
+from service.codecs import TEXT_OOV_RATIOS, Codec, DigitsCodec, HousingCodec, SentimentCodec
+
+# Boston prices are in $1000s (5–50 in the data set); bands a dashboard can stack.
+PRICE_BAND_EDGES = (10.0, 20.0, 30.0, 40.0)
+PRICE_BANDS = ("<10k", "10-20k", "20-30k", "30-40k", ">=40k")
+# A pixel brighter than this (0–1 scale) counts as ink for `dlwp_input_ink_ratio`.
+INK_LEVEL = 0.5
+# The manifest key (under "preprocessing") holding the training set's per-feature min and max.
+TRAINING_RANGE_KEY = "training_range"
+
+
+class Signals:
+    """Observes every prediction; one observer per served version, built on first use."""
+
+    def __init__(self) -> None:
+        # Keyed by codec, so a new version gets its own observer and a retired one is dropped.
+        self._observers: WeakKeyDictionary[Codec, _Observer] = WeakKeyDictionary()
+
+    def observe(self, model: str, codec: Codec, rows: np.ndarray, outputs: np.ndarray) -> None:
+        observer = self._observers.get(codec)
+        if observer is None:
+            observer = self._observers[codec] = _observer_for(model, codec)
+        observer.observe(rows, outputs)
+
+
+class _Observer:
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def observe(self, rows: np.ndarray, outputs: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class _Classifier(_Observer):
+    """Prediction mix and top-class confidence; text models add their OOV shares."""
+
+    def __init__(self, model: str, labels: Sequence[str], text: bool) -> None:
+        super().__init__(model)
+        self.predictions = _Labelled(metrics.PREDICTIONS, model, labels)
+        self.confidence = metrics.CONFIDENCE.labels(model)
+        self.oov = metrics.INPUT_OOV.labels(model) if text else None
+
+    def observe(self, rows: np.ndarray, outputs: np.ndarray) -> None:
+        top, confidence = self.top_class(outputs)
+        self.predictions.count(top)
+        observe_all(self.confidence, confidence)
+        if self.oov is not None:
+            ratios = TEXT_OOV_RATIOS.get()
+            if ratios is not None:
+                TEXT_OOV_RATIOS.set(None)
+                observe_all(self.oov, ratios)
+
+    def top_class(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return outputs.argmax(axis=1), outputs.max(axis=1)
+
+
+class _Sentiment(_Classifier):
+    def top_class(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = outputs.reshape(-1)
+        # One sigmoid unit: the top class is whichever side of 0.5 the score falls.
+        return (scores >= 0.5).astype(np.intp), np.maximum(scores, 1.0 - scores)
+
+
+class _Digits(_Classifier):
+    def __init__(self, model: str, labels: Sequence[str]) -> None:
+        super().__init__(model, labels, text=False)
+        self.ink = metrics.INPUT_INK.labels(model)
+
+    def observe(self, rows: np.ndarray, outputs: np.ndarray) -> None:
+        super().observe(rows, outputs)
+        observe_all(self.ink, np.count_nonzero(rows > INK_LEVEL, axis=1) / rows.shape[1])
+
+
+class _Housing(_Observer):
+    def __init__(self, model: str, codec: HousingCodec) -> None:
+        super().__init__(model)
+        self.predictions = _Labelled(metrics.PREDICTIONS, model, PRICE_BANDS)
+        self.out_of_range = [
+            metrics.OUT_OF_RANGE.labels(model, feature) for feature in codec.feature_names
+        ]
+        # Compared on the standardised rows the model takes, with the bounds standardised by the
+        # same function, so a training-set extreme is never counted as outside.
+        bounds = codec.manifest.preprocessing.get(TRAINING_RANGE_KEY)
+        self.low = self.high = None
+        if bounds:
+            self.low = preprocessing.standardize(bounds["min"], codec.mean, codec.std)
+            self.high = preprocessing.standardize(bounds["max"], codec.mean, codec.std)
+
+    def observe(self, rows: np.ndarray, outputs: np.ndarray) -> None:
+        bands = np.searchsorted(PRICE_BAND_EDGES, outputs.reshape(-1), side="right")
+        self.predictions.count(bands)
+        if self.low is None or self.high is None:
+            return  # an artifact exported before ranges were recorded
+        outside = np.count_nonzero((rows < self.low) | (rows > self.high), axis=0)
+        for feature in np.flatnonzero(outside):
+            self.out_of_range[feature].inc(int(outside[feature]))
+
+
+class _Labelled:
+    """A counter's children for one model, by class index, looked up once."""
+
+    def __init__(self, counter: Counter, model: str, labels: Sequence[str]) -> None:
+        self.children = [counter.labels(model, label) for label in labels]
+
+    def count(self, indices: np.ndarray) -> None:
+        if len(indices) == 1:
+            self.children[int(indices[0])].inc()
+            return
+        counts = np.bincount(indices, minlength=len(self.children))
+        for index in np.flatnonzero(counts):
+            self.children[index].inc(int(counts[index]))
+
+
+def observe_all(histogram: Histogram, values: np.ndarray) -> None:
+    """`histogram.observe(v)` for every value, at numpy speed for many values."""
+    if len(values) == 1:
+        histogram.observe(float(values[0]))
+        return
+    # prometheus_client has no bulk observe, and one call per row costs ~1 µs in Python; add
+    # the bucket counts at once into its own storage (per-bucket counts, and the sum).
+    # tests/service/test_signals.py checks this equals observing one value at a time.
+    bounds: Any = histogram._upper_bounds
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(np.sum(values)))
+    for index in np.flatnonzero(counts):
+        histogram._buckets[index].inc(int(counts[index]))
+
+
+def _observer_for(model: str, codec: Codec) -> _Observer:
+    labels = codec.labels or [str(i) for i in range(codec.output_spec.shape[-1])]
+    if isinstance(codec, HousingCodec):
+        return _Housing(model, codec)
+    if isinstance(codec, DigitsCodec):
+        return _Digits(model, labels)
+    if isinstance(codec, SentimentCodec):
+        return _Sentiment(model, codec.labels or ["negative", "positive"], text=True)
+    return _Classifier(model, labels, text=True)
