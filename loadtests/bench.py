@@ -306,8 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         "points": [asdict(p) for p in points],
         "compute_ceiling": compute,
     }
-    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(points, compute)
+    if not args.quick:  # what monitoring costs: signals on/off, access log (bench_signals.py)
+        from loadtests import bench_signals
+
+        monitoring = bench_signals.compare(scratch, seconds, rounds)
+        report["monitoring"] = [asdict(p) for p in monitoring]
+        table += bench_signals.markdown(monitoring)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "bench.md").write_text(table)
     print(table)
     return 0

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,15 @@ SCENARIOS = ("mnist", "sentiment")
 CONCURRENCY = 64
 
 
-def compare(scratch: Path, seconds: int, rounds: int) -> list[Point]:
+def compare(
+    scratch: Path, seconds: int, rounds: int, names: Sequence[str] = tuple(SERVERS)
+) -> list[Point]:
     """Each server in turn at each point, the first rotating per round; medians kept."""
     points: list[Point] = []
     servers: list[Server] = []
     try:
-        for name, env in SERVERS.items():
-            servers.append(Server(name, env, scratch))
+        for name in names:
+            servers.append(Server(name, SERVERS[name], scratch))
         known = scenarios()
         for scenario in (known[name] for name in SCENARIOS):
             script = wrk_script(scenario, scratch)
@@ -110,9 +113,8 @@ def _share_below(values: np.ndarray, levels: tuple[float, ...]) -> dict[str, flo
 def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
     """Every signal on the test sets, as the server computes it (codec, model, signals code)."""
     from loadtests import payloads
-    from service import artifacts, codecs, preprocessing
+    from service import artifacts, codecs, preprocessing, signals
     from service.runtime import compile_model, configure_threads
-    from service.signals import INK_LEVEL, PRICE_BAND_EDGES, PRICE_BANDS, TRAINING_RANGE_KEY
     from training.datasets import load_dataset
 
     configure_threads(1)
@@ -137,12 +139,7 @@ def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
         rows = codec.rows_from_texts(texts)
         ratios = codecs.TEXT_OOV_RATIOS.get()
         assert ratios is not None
-        outputs = run(predict, rows)
-        if name == "imdb":
-            scores = outputs.reshape(-1)
-            top, confidence = (scores >= 0.5).astype(int), np.maximum(scores, 1 - scores)
-        else:
-            top, confidence = outputs.argmax(axis=1), outputs.max(axis=1)
+        top, confidence = signals.top_class(run(predict, rows), sigmoid=name == "imdb")
         labels = codec.labels or []
         mix = np.bincount(top, minlength=len(labels)) / len(top)
         report[name] = {
@@ -156,12 +153,11 @@ def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
     codec, predict = load("mnist")
     with np.load(payloads.data_dir() / "mnist.npz") as data:
         rows = preprocessing.pixel_batch_to_rows(data["x_test"])
-    outputs = run(predict, rows)
-    confidence = outputs.max(axis=1)
-    mix = np.bincount(outputs.argmax(axis=1), minlength=10) / len(outputs)
+    top, confidence = signals.top_class(run(predict, rows), sigmoid=False)
+    mix = np.bincount(top, minlength=10) / len(top)
     report["mnist"] = {
         "images": len(rows),
-        "ink_ratio": _summary(np.count_nonzero(rows > INK_LEVEL, axis=1) / rows.shape[1]),
+        "ink_ratio": _summary(signals.ink_ratios(rows)),
         "confidence": _summary(confidence),
         "confidence_share": _share_below(confidence, (0.6, 0.8, 0.9)),
         "top_label_share": round(float(mix.max()), 4),
@@ -169,11 +165,14 @@ def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
     codec, predict = load("housing")
     assert isinstance(codec, codecs.HousingCodec)
     dataset = load_dataset("housing", payloads.data_dir())
-    bounds = codec.manifest.preprocessing[TRAINING_RANGE_KEY]
-    outside = (dataset.x_test < bounds["min"]) | (dataset.x_test > bounds["max"])
-    prices = run(predict, preprocessing.standardize(dataset.x_test, codec.mean, codec.std))
-    bands = np.bincount(np.searchsorted(PRICE_BAND_EDGES, prices.reshape(-1), side="right"),
-                        minlength=len(PRICE_BANDS)) / len(prices)  # fmt: skip
+    rows = preprocessing.standardize(dataset.x_test, codec.mean, codec.std)
+    training_range = signals.TrainingRange.of(codec)
+    assert training_range is not None, "the housing manifest has no training_range"
+    outside = training_range.outside(rows)
+    counts = np.bincount(
+        signals.price_bands(run(predict, rows)), minlength=len(signals.PRICE_BANDS)
+    )
+    bands = counts / len(rows)
     report["housing"] = {
         "houses": len(dataset.x_test),
         "out_of_range_values_per_house": round(float(outside.sum() / len(outside)), 4),
@@ -184,7 +183,7 @@ def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
             if count
         },
         "price_band_share": {
-            band: round(float(s), 4) for band, s in zip(PRICE_BANDS, bands, strict=True)
+            band: round(float(s), 4) for band, s in zip(signals.PRICE_BANDS, bands, strict=True)
         },
     }
     return report
@@ -205,13 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines", action="store_true", help="healthy ranges, as JSON")
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"of {', '.join(SERVERS)}")
     args = parser.parse_args(argv)
     if args.baselines:
         print(json.dumps(baselines(), indent=2))
         return 0
-    print(
-        markdown(compare(Path(tempfile.mkdtemp(prefix="dlwp-bench-")), args.seconds, args.rounds))
-    )
+    scratch = Path(tempfile.mkdtemp(prefix="dlwp-bench-"))
+    print(markdown(compare(scratch, args.seconds, args.rounds, args.servers.split(","))))
     return 0
 
 

@@ -20,7 +20,7 @@ from service import metrics, preprocessing
 from service.codecs import TEXT_OOV_RATIOS, Codec, DigitsCodec, HousingCodec, SentimentCodec
 
 # Boston prices are in $1000s (5–50 in the data set); bands a dashboard can stack.
-PRICE_BAND_EDGES = (10.0, 20.0, 30.0, 40.0)
+PRICE_BAND_EDGES = np.array([10.0, 20.0, 30.0, 40.0])
 PRICE_BANDS = ("<10k", "10-20k", "20-30k", "30-40k", ">=40k")
 # A pixel brighter than this (0–1 scale) counts as ink for `dlwp_input_ink_ratio`.
 INK_LEVEL = 0.5
@@ -53,14 +53,15 @@ class _Observer:
 class _Classifier(_Observer):
     """Prediction mix and top-class confidence; text models add their OOV shares."""
 
-    def __init__(self, model: str, labels: Sequence[str], text: bool) -> None:
+    def __init__(self, model: str, labels: Sequence[str], text: bool, sigmoid: bool) -> None:
         super().__init__(model)
         self.predictions = _Labelled(metrics.PREDICTIONS, model, labels)
         self.confidence = metrics.CONFIDENCE.labels(model)
         self.oov = metrics.INPUT_OOV.labels(model) if text else None
+        self.sigmoid = sigmoid
 
     def observe(self, rows: np.ndarray, outputs: np.ndarray) -> None:
-        top, confidence = self.top_class(outputs)
+        top, confidence = top_class(outputs, self.sigmoid)
         self.predictions.count(top)
         observe_all(self.confidence, confidence)
         if self.oov is not None:
@@ -69,25 +70,15 @@ class _Classifier(_Observer):
                 TEXT_OOV_RATIOS.set(None)
                 observe_all(self.oov, ratios)
 
-    def top_class(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return outputs.argmax(axis=1), outputs.max(axis=1)
-
-
-class _Sentiment(_Classifier):
-    def top_class(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores = outputs.reshape(-1)
-        # One sigmoid unit: the top class is whichever side of 0.5 the score falls.
-        return (scores >= 0.5).astype(np.intp), np.maximum(scores, 1.0 - scores)
-
 
 class _Digits(_Classifier):
     def __init__(self, model: str, labels: Sequence[str]) -> None:
-        super().__init__(model, labels, text=False)
+        super().__init__(model, labels, text=False, sigmoid=False)
         self.ink = metrics.INPUT_INK.labels(model)
 
     def observe(self, rows: np.ndarray, outputs: np.ndarray) -> None:
         super().observe(rows, outputs)
-        observe_all(self.ink, np.count_nonzero(rows > INK_LEVEL, axis=1) / rows.shape[1])
+        observe_all(self.ink, ink_ratios(rows))
 
 
 class _Housing(_Observer):
@@ -97,22 +88,57 @@ class _Housing(_Observer):
         self.out_of_range = [
             metrics.OUT_OF_RANGE.labels(model, feature) for feature in codec.feature_names
         ]
-        # Compared on the standardised rows the model takes, with the bounds standardised by the
-        # same function, so a training-set extreme is never counted as outside.
-        bounds = codec.manifest.preprocessing.get(TRAINING_RANGE_KEY)
-        self.low = self.high = None
-        if bounds:
-            self.low = preprocessing.standardize(bounds["min"], codec.mean, codec.std)
-            self.high = preprocessing.standardize(bounds["max"], codec.mean, codec.std)
+        self.training_range = TrainingRange.of(codec)
 
     def observe(self, rows: np.ndarray, outputs: np.ndarray) -> None:
-        bands = np.searchsorted(PRICE_BAND_EDGES, outputs.reshape(-1), side="right")
-        self.predictions.count(bands)
-        if self.low is None or self.high is None:
+        self.predictions.count(price_bands(outputs))
+        if self.training_range is None:
             return  # an artifact exported before ranges were recorded
-        outside = np.count_nonzero((rows < self.low) | (rows > self.high), axis=0)
-        for feature in np.flatnonzero(outside):
-            self.out_of_range[feature].inc(int(outside[feature]))
+        outside = self.training_range.outside(rows)
+        if outside.any():
+            counts = outside.sum(axis=0)
+            for feature in np.flatnonzero(counts):
+                self.out_of_range[feature].inc(int(counts[feature]))
+
+
+# ------------------------------------------------------------ the signals (also used by baselines)
+
+
+def top_class(outputs: np.ndarray, sigmoid: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top class and its probability; one sigmoid unit: whichever side of 0.5."""
+    if sigmoid:
+        scores = outputs.reshape(-1)
+        return (scores >= 0.5).astype(np.intp), np.maximum(scores, 1.0 - scores)
+    return outputs.argmax(axis=1), outputs.max(axis=1)
+
+
+def ink_ratios(rows: np.ndarray) -> np.ndarray:
+    """Each image row's share of pixels brighter than `INK_LEVEL`."""
+    return (rows > INK_LEVEL).sum(axis=1) / rows.shape[1]  # type: ignore[no-any-return]
+
+
+def price_bands(prices: np.ndarray) -> np.ndarray:
+    """Each predicted price's index in `PRICE_BANDS`."""
+    return PRICE_BAND_EDGES.searchsorted(prices.reshape(-1), side="right")
+
+
+class TrainingRange:
+    """The training set's per-feature min and max, compared on standardised model rows."""
+
+    def __init__(self, codec: HousingCodec, bounds: dict[str, list[float]]) -> None:
+        # The bounds go through the same standardisation as the inputs, so a training-set
+        # extreme lands exactly on its bound and is never counted as outside.
+        self.low = preprocessing.standardize(bounds["min"], codec.mean, codec.std)
+        self.high = preprocessing.standardize(bounds["max"], codec.mean, codec.std)
+
+    @classmethod
+    def of(cls, codec: HousingCodec) -> TrainingRange | None:
+        bounds = codec.manifest.preprocessing.get(TRAINING_RANGE_KEY)
+        return cls(codec, bounds) if bounds else None
+
+    def outside(self, rows: np.ndarray) -> np.ndarray:
+        """Which values of the standardised `rows` lie outside the range."""
+        return (rows < self.low) | (rows > self.high)  # type: ignore[no-any-return]
 
 
 class _Labelled:
@@ -152,5 +178,5 @@ def _observer_for(model: str, codec: Codec) -> _Observer:
     if isinstance(codec, DigitsCodec):
         return _Digits(model, labels)
     if isinstance(codec, SentimentCodec):
-        return _Sentiment(model, codec.labels or ["negative", "positive"], text=True)
-    return _Classifier(model, labels, text=True)
+        return _Classifier(model, codec.labels or ["negative", "positive"], True, sigmoid=True)
+    return _Classifier(model, labels, text=True, sigmoid=False)
