@@ -9,6 +9,7 @@ value comes from a fixed set (the manifest's labels, digits, price bands, featur
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -18,6 +19,8 @@ from prometheus_client import Counter, Histogram
 
 from service import metrics, preprocessing
 from service.codecs import TEXT_OOV_RATIOS, Codec, DigitsCodec, HousingCodec, SentimentCodec
+
+log = logging.getLogger(__name__)
 
 # Boston prices are in $1000s (5–50 in the data set); bands a dashboard can stack.
 PRICE_BAND_EDGES = np.array([10.0, 20.0, 30.0, 40.0])
@@ -36,10 +39,13 @@ class Signals:
         self._observers: WeakKeyDictionary[Codec, _Observer] = WeakKeyDictionary()
 
     def observe(self, model: str, codec: Codec, rows: np.ndarray, outputs: np.ndarray) -> None:
-        observer = self._observers.get(codec)
-        if observer is None:
-            observer = self._observers[codec] = _observer_for(model, codec)
-        observer.observe(rows, outputs)
+        try:
+            observer = self._observers.get(codec)
+            if observer is None:
+                observer = self._observers[codec] = _observer_for(model, codec)
+            observer.observe(rows, outputs)
+        except Exception:  # a signal must never fail the prediction it describes
+            log.warning("could not update the signals of %s", model, exc_info=True)
 
 
 class _Observer:

@@ -214,3 +214,21 @@ def test_the_access_log_has_one_json_line_per_request_with_its_id(quiet_client, 
     assert line["request_id"] == "a-1" and line["status"] == 200
     assert (line["method"], line["path"], line["model"]) == ("POST", "/v1/housing", "housing")
     assert line["duration_ms"] > 0
+
+
+def test_a_signal_that_cannot_be_computed_never_fails_the_prediction(tmp_path):
+    import json
+    import shutil
+
+    from ..conftest import COMMITTED_MODELS
+
+    folder = tmp_path / "housing" / "1"
+    shutil.copytree(COMMITTED_MODELS / "housing" / "1", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["preprocessing"]["training_range"] = {"min": [0.0, 1.0], "max": [1.0]}  # broken
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    with make_client(models_dir=tmp_path) as broken:
+        response = broken.post("/v1/housing", json={"features": HOUSE})
+
+    assert response.status_code == 200 and response.json()["predictions"][0]["price"] > 0
