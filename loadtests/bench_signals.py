@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -38,11 +42,18 @@ SCENARIOS = ("mnist", "sentiment")
 CONCURRENCY = 64
 
 
+@dataclass
+class CostPoint(Point):
+    # Server CPU time per request served (warm-up included): on a busy machine it moves far
+    # less than req/s, which follows whatever else the cores are doing.
+    cpu_us_per_request: float = 0.0
+
+
 def compare(
     scratch: Path, seconds: int, rounds: int, names: Sequence[str] = tuple(SERVERS)
-) -> list[Point]:
+) -> list[CostPoint]:
     """Each server in turn at each point, the first rotating per round; medians kept."""
-    points: list[Point] = []
+    points: list[CostPoint] = []
     servers: list[Server] = []
     try:
         for name in names:
@@ -51,14 +62,21 @@ def compare(
         for scenario in (known[name] for name in SCENARIOS):
             script = wrk_script(scenario, scratch)
             runs: dict[str, list[Point]] = {server.name: [] for server in servers}
+            cpu: dict[str, list[float]] = {server.name: [] for server in servers}
             for round_ in range(rounds):
                 start = round_ % len(servers)
                 for server in servers[start:] + servers[:start]:
+                    before = _cpu_and_requests(server)
                     runs[server.name].append(
                         measure(server, scenario, CONCURRENCY, seconds, script)
                     )
+                    after = _cpu_and_requests(server)
+                    cpu[server.name].append((after[0] - before[0]) / (after[1] - before[1]) * 1e6)
             for server in servers:
-                point = median_point(runs[server.name])
+                cpu_us = round(statistics.median(cpu[server.name]), 1)
+                point = CostPoint(
+                    **asdict(median_point(runs[server.name])), cpu_us_per_request=cpu_us
+                )
                 print(json.dumps(asdict(point)), flush=True)
                 points.append(point)
     finally:
@@ -67,23 +85,39 @@ def compare(
     return points
 
 
-def markdown(points: list[Point]) -> str:
-    """Each server's req/s and p99 against signals off."""
+def _cpu_and_requests(server: Server) -> tuple[float, float]:
+    """The server process's CPU seconds so far, and the requests it has answered."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    answered = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "dlwp_requests_total"
+    )
+    # /proc/<pid>/stat: utime and stime, in clock ticks, are fields 14 and 15.
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), answered
+
+
+def markdown(points: list[CostPoint]) -> str:
+    """Each server's req/s, p99 and CPU per request against signals off."""
     off = {p.scenario: p for p in points if p.server == "signals-off"}
     lines = [
         "",
         f"Monitoring cost (c={CONCURRENCY}; ratios to the server with signals off):",
         "",
-        "| server | scenario | req/s | p50 ms | p99 ms | errors | req/s ÷ off | p99 ÷ off |",
-        "|---|---|---|---|---|---|---|---|",
+        "| server | scenario | req/s | p50 ms | p99 ms | errors | CPU µs/request | "
+        "req/s ÷ off | p99 ÷ off | CPU/request ÷ off |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         base = off.get(p.scenario)
         rate = f"{p.requests_per_s / base.requests_per_s:.3f}" if base else ""
         p99 = f"{p.p99_ms / base.p99_ms:.2f}" if base and base.p99_ms else ""
+        cost = f"{p.cpu_us_per_request / base.cpu_us_per_request:.3f}" if base else ""
         lines.append(
             f"| {p.server} | {p.scenario} | {p.requests_per_s:.0f} | {p.p50_ms:.2f} | "
-            f"{p.p99_ms:.2f} | {p.errors} | {rate} | {p99} |"
+            f"{p.p99_ms:.2f} | {p.errors} | {p.cpu_us_per_request:.0f} | {rate} | {p99} | {cost} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,8 @@ so a scrape that lands on any worker sees the whole server.
 from __future__ import annotations
 
 import os
+import weakref
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -93,8 +95,22 @@ INPUT_INK = Histogram(
 )  # fmt: skip
 
 
+_BEFORE_SCRAPE: list[weakref.WeakMethod[Callable[[], None]]] = []
+
+
+def before_scrape(flush: Callable[[], None]) -> None:
+    """Have `exposition` call the bound method `flush` first (for as long as its object lives)."""
+    _BEFORE_SCRAPE.append(weakref.WeakMethod(flush))  # type: ignore[arg-type]
+
+
 def exposition() -> tuple[bytes, str]:
     """The current metrics in Prometheus text format, summed over worker processes if several."""
+    for reference in list(_BEFORE_SCRAPE):
+        flush = reference()
+        if flush is None:
+            _BEFORE_SCRAPE.remove(reference)
+        else:
+            flush()
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
