@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -11,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from service.deferral import FlushSoon
 
 # The id of the request being served (service/requestid.py sets it): every line written while
 # serving it carries it, whichever logger wrote the line.
@@ -43,18 +46,32 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def write_access_line(method: str, path: str, status: int, seconds: float, model: str) -> None:
-    """One access-log line, in the same format, straight to stderr (fd 2).
+class AccessLog:
+    """One JSON line per request, in the format above, written to stderr in batches.
 
-    It skips the logging module, whose records, handler lock and formatter cost ~5x as much
-    per line (34 µs against 6 µs measured here): at thousands of requests a second that is the
-    difference between a few and a quarter of the throughput.
+    It skips the logging module, whose records, handler lock and formatter cost ~5x as much per
+    line (34 µs against 6 µs measured here), and writes up to 64 lines at once (at most half a
+    second late, and at exit): a write per request on the event loop cost more than half the
+    throughput on this busy VM, where a file write can wait on the disk.
     """
-    entry = _entry(time.time(), "info", "dlwp.access", f"{method} {path} {status}")
-    entry.update(method=method, path=path, status=status,
-                 duration_ms=round(seconds * 1000, 3), model=model)  # fmt: skip
-    # One write of one short line: whole, never interleaved with other lines on a pipe.
-    os.write(2, orjson.dumps(entry) + b"\n")
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._soon = FlushSoon(self.flush, limit=64, delay_s=0.5)
+        atexit.register(self.flush)
+
+    def write(self, method: str, path: str, status: int, seconds: float, model: str) -> None:
+        entry = _entry(time.time(), "info", "dlwp.access", f"{method} {path} {status}")
+        entry.update(method=method, path=path, status=status,
+                     duration_ms=round(seconds * 1000, 3), model=model)  # fmt: skip
+        self._lines.append(orjson.dumps(entry) + b"\n")
+        self._soon.added()
+
+    def flush(self) -> None:
+        self._soon.flushed()
+        data, self._lines = b"".join(self._lines), []
+        while data:
+            data = data[os.write(2, data) :]
 
 
 def configure_logging(level: str) -> None:

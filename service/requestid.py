@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import REQUEST_ID, write_access_line
+from service.logs import REQUEST_ID, AccessLog
 
 HEADER = "x-request-id"
 _HEADER_BYTES = HEADER.encode()
@@ -52,7 +52,7 @@ class RequestIdMiddleware:
     def __init__(self, app: ASGIApp, log_access: bool = False) -> None:
         self.app = app
         # Asked for explicitly, so written whatever the server's log level.
-        self.log_access = log_access
+        self.access_log = AccessLog() if log_access else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,8 +75,8 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if self.log_access:
+            if self.access_log is not None:
                 model = scope.get("state", {}).get("model", "")
-                write_access_line(scope["method"], scope["path"], status,
-                                  time.perf_counter() - started, model)  # fmt: skip
+                self.access_log.write(scope["method"], scope["path"], status,
+                                      time.perf_counter() - started, model)  # fmt: skip
             REQUEST_ID.reset(token)

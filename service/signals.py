@@ -11,7 +11,6 @@ label value comes from a fixed set (the manifest's labels, digits, price bands, 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from service.codecs import (
     SentimentCodec,
     TextCodec,
 )
+from service.deferral import FlushSoon
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ class Signals:
         # Keyed by codec, so a new version gets its own observer and a retired one is dropped.
         self._observers: WeakKeyDictionary[Codec, _Observer] = WeakKeyDictionary()
         self._pending: list[_Seen] = []
-        self._pending_rows = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._soon = FlushSoon(self.flush, self.FLUSH_ROWS, self.FLUSH_DELAY_S)
         metrics.before_scrape(self.flush)
 
     def observe(self, model: str, codec: Codec, rows: np.ndarray, outputs: np.ndarray) -> None:
@@ -69,21 +68,12 @@ class Signals:
         else:
             rows_kept = rows
         self._pending.append((model, codec, rows_kept, outputs, oov))
-        self._pending_rows += len(outputs)
-        if self._pending_rows >= self.FLUSH_ROWS:
-            self.flush()
-        elif self._timer is None:
-            try:
-                self._timer = asyncio.get_running_loop().call_later(self.FLUSH_DELAY_S, self.flush)
-            except RuntimeError:  # no event loop (a direct call): nothing to wait for
-                self.flush()
+        self._soon.added(len(outputs))
 
     def flush(self) -> None:
         """Update the metrics with everything queued, one batch of arrays per model version."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        pending, self._pending, self._pending_rows = self._pending, [], 0
+        self._soon.flushed()
+        pending, self._pending = self._pending, []
         by_codec: dict[Codec, list[_Seen]] = {}
         for seen in pending:
             by_codec.setdefault(seen[1], []).append(seen)
