@@ -315,9 +315,15 @@ def main(argv: list[str] | None = None) -> int:
         "explain_cost": explain_cost,
         "grpc_points": [asdict(p) for p in grpc_points],
     }
-    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(points, compute) + bench_explain.markdown(explain_cost)
     table += bench_grpc.markdown(grpc_points) if grpc_points else ""
+    if not args.quick:  # what monitoring costs: signals on/off, access log (bench_signals.py)
+        from loadtests import bench_signals
+
+        monitoring = bench_signals.compare(scratch, seconds, rounds)
+        report["monitoring"] = [asdict(p) for p in monitoring]
+        table += bench_signals.markdown(monitoring)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "bench.md").write_text(table)
     print(table)
     return 0

@@ -27,6 +27,7 @@ from service.http import error_response
 from service.logs import configure_logging
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.repository import ModelRepository
+from service.requestid import RequestIdMiddleware
 from service.routes import explain as explain_routes
 from service.routes import page as page_routes
 from service.routes import repository as repository_routes
@@ -50,7 +51,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
     api = create_api(settings)
     hot = HotRoutes(api, [tasks.router, v2.router, explain_routes.router, tfserving.router])
-    return MetricsMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes))
+    app = MetricsMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes))
+    return RequestIdMiddleware(app, settings.access_log)
 
 
 def create_api(settings: Settings) -> FastAPI:

@@ -8,6 +8,7 @@ family goes through the same codec, so a task's inputs mean the same thing every
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ import numpy as np
 from service import artifacts, preprocessing
 from service.artifacts import Manifest
 from service.errors import ArtifactError, InvalidInputError
+
+# Each text's share of out-of-vocabulary words, from the request's own tokenisation: only the
+# text codec sees the words, so it leaves the shares here for `service.signals` to read once the
+# model has answered (a context variable: every request, and thread, sees only its own).
+TEXT_OOV_RATIOS: ContextVar[np.ndarray | None] = ContextVar("dlwp_text_oov_ratios", default=None)
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,11 @@ class TextCodec(Codec):
 
     def rows_from_texts(self, texts: Sequence[Any]) -> np.ndarray:
         self.check_count(len(texts))
-        return preprocessing.texts_to_multi_hot(
-            texts, self.vocabulary, self.num_words, self.limits.max_text_chars
+        sequences = preprocessing.texts_to_sequences(
+            texts, self.vocabulary, self.limits.max_text_chars
         )
+        TEXT_OOV_RATIOS.set(preprocessing.oov_ratios(sequences))
+        return preprocessing.multi_hot(sequences, self.num_words)
 
     def rows_from_tensor(self, values: Any) -> np.ndarray:
         if isinstance(values, np.ndarray):

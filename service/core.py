@@ -12,6 +12,7 @@ from service.codecs import Codec
 from service.errors import ArtifactError
 from service.repository import ModelRepository, ServedVersion
 from service.settings import Settings
+from service.signals import Signals
 
 C = TypeVar("C", bound=Codec)
 
@@ -20,6 +21,7 @@ class DataPlane:
     def __init__(self, repository: ModelRepository, settings: Settings) -> None:
         self.repository = repository
         self.settings = settings
+        self.signals = Signals() if settings.signals else None
 
     async def predict(
         self,
@@ -35,6 +37,8 @@ class DataPlane:
         # otherwise retire the version this request holds.
         rows = encode(served.codec)
         outputs = await served.batcher.submit(rows, self.settings.request_timeout_s)
+        if self.signals is not None:
+            self.signals.observe(name, served.codec, rows, outputs)
         return served, outputs
 
 

@@ -8,6 +8,8 @@ so a scrape that lands on any worker sees the whole server.
 from __future__ import annotations
 
 import os
+import weakref
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -62,8 +64,53 @@ REJECTED = Counter(
 )
 
 
+# What the models see and answer (service/signals.py), per model. Buckets are set around the
+# healthy ranges measured on the test sets (README "Monitoring").
+_OOV_BUCKETS = (0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)
+_CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+_INK_BUCKETS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)
+
+INPUT_OOV = Histogram(
+    "dlwp_input_oov_ratio", "Share of a text's words outside the model's vocabulary.",
+    ["model"], buckets=_OOV_BUCKETS,
+)  # fmt: skip
+PREDICTIONS = Counter(
+    "dlwp_predictions_total",
+    "Predictions by predicted label: sentiment, top topic, digit, or housing price band.",
+    ["model", "label"],
+)
+CONFIDENCE = Histogram(
+    "dlwp_prediction_confidence", "Probability of the top class of one prediction.",
+    ["model"], buckets=_CONFIDENCE_BUCKETS,
+)  # fmt: skip
+OUT_OF_RANGE = Counter(
+    "dlwp_input_out_of_range_total",
+    "Input feature values outside the training set's min-max range.",
+    ["model", "feature"],
+)
+INPUT_INK = Histogram(
+    "dlwp_input_ink_ratio",
+    "Share of an image's pixels brighter than half (blank: 0, inverted: about 0.85).",
+    ["model"], buckets=_INK_BUCKETS,
+)  # fmt: skip
+
+
+_BEFORE_SCRAPE: list[weakref.WeakMethod[Callable[[], None]]] = []
+
+
+def before_scrape(flush: Callable[[], None]) -> None:
+    """Have `exposition` call the bound method `flush` first (for as long as its object lives)."""
+    _BEFORE_SCRAPE.append(weakref.WeakMethod(flush))  # type: ignore[arg-type]
+
+
 def exposition() -> tuple[bytes, str]:
     """The current metrics in Prometheus text format, summed over worker processes if several."""
+    for reference in list(_BEFORE_SCRAPE):
+        flush = reference()
+        if flush is None:
+            _BEFORE_SCRAPE.remove(reference)
+        else:
+            flush()
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -83,13 +83,10 @@ def multi_hot(sequences: Iterable[Sequence[int]], num_words: int) -> np.ndarray:
     return rows
 
 
-def texts_to_multi_hot(
-    texts: Sequence[str],
-    vocabulary: Mapping[str, int],
-    num_words: int,
-    max_chars: int | None = None,
-) -> np.ndarray:
-    """Raw texts → the multi-hot rows the text models take."""
+def texts_to_sequences(
+    texts: Sequence[str], vocabulary: Mapping[str, int], max_chars: int | None = None
+) -> list[list[int]]:
+    """Raw texts → their index sequences, each text checked (type, length, at least one word)."""
     if isinstance(texts, str):
         raise InvalidInputError("expected a list of texts, got a single string")
     if len(texts) == 0:
@@ -100,7 +97,25 @@ def texts_to_multi_hot(
                 raise InvalidInputError(
                     f"text {position} has {len(text)} characters; at most {max_chars} are accepted"
                 )
-    return multi_hot((text_to_sequence(text, vocabulary) for text in texts), num_words)
+    return [text_to_sequence(text, vocabulary) for text in texts]
+
+
+def texts_to_multi_hot(
+    texts: Sequence[str],
+    vocabulary: Mapping[str, int],
+    num_words: int,
+    max_chars: int | None = None,
+) -> np.ndarray:
+    """Raw texts → the multi-hot rows the text models take."""
+    return multi_hot(texts_to_sequences(texts, vocabulary, max_chars), num_words)
+
+
+def oov_ratios(sequences: Sequence[list[int]]) -> np.ndarray:
+    """Each `text_to_sequence` result's share of words outside the vocabulary (start mark aside)."""
+    return np.array(
+        [sequence.count(OOV_INDEX) / max(len(sequence) - 1, 1) for sequence in sequences],
+        dtype=np.float64,
+    )
 
 
 def sequence_to_text(sequence: Sequence[int], index_word: Mapping[int, str]) -> str:

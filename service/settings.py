@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     )
     backend: str = Field("tensorflow", description="Model runtime: tensorflow or jax.")
     log_level: str = Field("info", description="debug, info, warning or error.")
+
     # explanations (issue 10)
     max_explain_rows: int = Field(
         512,
@@ -85,6 +86,14 @@ class Settings(BaseSettings):
         ge=0,
         description="After SIGTERM, keep serving this long with /v2/health/ready at 503 before "
         "refusing connections (0: at once). Ctrl+C never waits for it.",
+    )
+
+    # Monitoring (issue 11)
+    signals: bool = Field(
+        True, description="Input and prediction signals per model in /metrics (drift, mix)."
+    )
+    access_log: bool = Field(
+        False, description="One JSON log line per request, with its request id (costs req/s)."
     )
 
     @cached_property

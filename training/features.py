@@ -51,6 +51,11 @@ def preprocessing_params(recipe: Recipe, dataset: Dataset) -> dict[str, Any]:
             "feature_names": list(preprocessing.HOUSING_FEATURES),
             "mean": dataset.x_train.mean(axis=0).tolist(),
             "std": dataset.x_train.std(axis=0).tolist(),
+            # What the server counts as outside the training data (dlwp_input_out_of_range_total).
+            "training_range": {
+                "min": dataset.x_train.min(axis=0).tolist(),
+                "max": dataset.x_train.max(axis=0).tolist(),
+            },
         }
     raise ValueError(f"no preprocessing for task {recipe.task!r}")
 

@@ -77,3 +77,12 @@ def test_interrupted_export_leaves_no_version_behind(tmp_path, data_dir, monkeyp
 
     assert artifacts.list_versions(tmp_path, "housing") == []
     assert list((tmp_path / "housing").iterdir()) == []
+
+
+def test_housing_export_records_the_training_range_the_committed_version_holds(trained):
+    exported = artifacts.read_manifest(trained.folder).preprocessing["training_range"]
+    committed = artifacts.read_manifest(artifacts.version_dir(artifacts.BUNDLED_MODELS_DIR,
+                                                              "housing", 1))  # fmt: skip
+
+    assert exported == committed.preprocessing["training_range"]
+    assert exported["min"][5] == 3.561 and exported["max"][5] == 8.725  # RM, rooms
