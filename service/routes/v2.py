@@ -193,7 +193,7 @@ async def _infer(name: str, version: int | None, request: Request) -> Response:
     header, binary = _split_binary(request, body)
     payload = schemas.parse(schemas.InferenceRequest, parse_json(header), BadRequestError)
     inputs = payload.inputs
-    values = _decode_inputs(inputs, binary)
+    values = _decode_inputs(inputs, binary, b"true" in header or b"false" in header)
     wanted, binary_out = _requested_outputs(payload)
 
     def encode(codec: Codec) -> Any:
@@ -246,7 +246,9 @@ def _split_binary(request: Request, body: bytes) -> tuple[bytes, bytes]:
     return body[: int(length)], body[int(length) :]
 
 
-def _decode_inputs(inputs: list[schemas.RequestInput], binary: bytes) -> dict[str, Any]:
+def _decode_inputs(
+    inputs: list[schemas.RequestInput], binary: bytes, booleans: bool
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     offset = 0
     for spec in inputs:
@@ -262,7 +264,7 @@ def _decode_inputs(inputs: list[schemas.RequestInput], binary: bytes) -> dict[st
                 )
             chunk = binary[offset : offset + size]
             offset += size
-        values[spec.name] = tensors.decode_input(spec, chunk)
+        values[spec.name] = tensors.decode_input(spec, chunk, booleans)
     if offset != len(binary):
         raise BadRequestError(
             f"the body has {len(binary)} bytes of binary data but the inputs' "
