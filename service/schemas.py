@@ -168,13 +168,14 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 MODEL_NAME = "A served model: mnist, imdb, reuters or housing."
 MODEL_VERSION = "A version of the model (an integer)."
-# Path parameters of the FastAPI-dispatched routes ...
+# The path parameters of routes FastAPI dispatches (and validates) …
 ModelName = Annotated[str, Path(description=MODEL_NAME, examples=["mnist"])]
-ModelVersion = Annotated[int, Path(description=MODEL_VERSION, examples=[1])]
+ModelVersion = Annotated[int, Path(ge=0, description=MODEL_VERSION, examples=[1])]
 
 
 def path_parameters(*names: str) -> list[dict[str, Any]]:
-    """... and the same for the `@hot` routes, whose endpoints take only the request."""
+    """… and the same declared for the `@hot` routes, whose endpoints take only the request
+    (`service.deps.path_version` checks a version as `ModelVersion` does)."""
     schemas = {
         "name": ({"type": "string", "examples": ["mnist"]}, MODEL_NAME),
         "version": ({"type": "integer", "minimum": 0, "examples": [1]}, MODEL_VERSION),
@@ -245,10 +246,6 @@ def describe(error: ValidationError, limit: int = 3) -> str:
 # The V2 request envelope is checked here, every field by type, before any tensor is built;
 # tensor *contents* stay on numpy's path (`service.tensors`), which checks them per datatype
 # without a Python object per element.
-DATATYPES = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
-)  # fmt: skip
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
     "FP16", "FP32", "FP64", "BYTES",

@@ -68,37 +68,37 @@ _KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 def _json_numbers(
     spec: RequestInput, data: list[Any], dtype: np.dtype[Any], booleans: bool
 ) -> np.ndarray:
+    try:
+        parsed = np.asarray(data)
+    except (TypeError, ValueError, OverflowError):
+        raise _not_values(spec, dtype) from None
+    kind = dtype.kind
+    if parsed.dtype.kind not in _KINDS[kind]:
+        raise _not_values(spec, dtype)
+    # numpy reads true as 1 among numbers: only a scan can tell, and only when there may be one.
+    if booleans and kind != "b" and _holds_boolean(data):
+        raise _not_values(spec, dtype)
+    if kind in "iu" and parsed.size:
+        limits = np.iinfo(dtype)
+        if parsed.min() < limits.min or parsed.max() > limits.max:
+            raise _not_values(spec, dtype)
+    try:
+        with np.errstate(over="raise"):  # a value beyond FP16's or FP32's range
+            return parsed.astype(dtype, copy=False)
+    except FloatingPointError:
+        raise _not_values(spec, dtype) from None
+
+
+def _not_values(spec: RequestInput, dtype: np.dtype[Any]) -> InvalidInputError:
     if dtype.kind in "iu":
         limits = np.iinfo(dtype)
         kind = f"integers in [{limits.min}, {limits.max}]"
     else:
         kind = "true/false" if dtype.kind == "b" else "finite numbers"
-    problem = InvalidInputError(
+    return InvalidInputError(
         f"input {spec.name!r}: data must be {spec.datatype} values ({kind}) in an array of "
         f"the tensor's shape"
     )
-    try:
-        parsed = np.asarray(data)
-    except (TypeError, ValueError, OverflowError):
-        raise problem from None
-    if parsed.dtype.kind not in _KINDS[dtype.kind]:
-        raise problem
-    # numpy reads true as 1 among numbers: only a scan can tell, and only when there may be one.
-    if booleans and dtype.kind != "b" and _holds_boolean(data):
-        raise problem
-    if (
-        dtype.kind in "iu"
-        and parsed.size
-        and (parsed.min() < limits.min or parsed.max() > limits.max)
-    ):
-        raise problem
-    if dtype.kind != "f":
-        return parsed.astype(dtype, copy=False)
-    with np.errstate(over="ignore"):  # a value beyond the type's range becomes inf: refused
-        array = parsed.astype(dtype, copy=False)
-    if not np.isfinite(array).all():
-        raise problem
-    return array
 
 
 def _holds_boolean(data: list[Any]) -> bool:
