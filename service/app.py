@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
@@ -33,6 +34,7 @@ from service.routes import page as page_routes
 from service.routes import repository as repository_routes
 from service.routes import tasks, tfserving, v2
 from service.runtime import configure_backend, configure_threads
+from service.schemas import with_error_bodies
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,8 +106,11 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(repository_routes.router)
     app.include_router(page_routes.router)
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["metrics"],
-                      summary="Prometheus metrics (text format)")  # fmt: skip
+                      summary="Prometheus metrics (text format)",
+                      response_class=PlainTextResponse)  # fmt: skip
     _add_error_handlers(app)
+    openapi = app.openapi
+    app.openapi = lambda: with_error_bodies(openapi())  # type: ignore[method-assign]
     return app
 
 
@@ -131,6 +136,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         message = error.detail if isinstance(error.detail, str) else str(error.detail)
+        headers = getattr(error, "headers", None)
         if error.status_code == 404:
             message = f"no route {request.method} {request.url.path}: see /docs"
-        return error_response(message, error.status_code, getattr(error, "headers", None))
+        elif error.status_code == 405:  # Starlette names only the first route on the path
+            methods = {
+                method
+                for route in app.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(request.scope["path"])
+                for method in route.methods or ()
+            }
+            headers = {"Allow": ", ".join(sorted(methods))}
+        return error_response(message, error.status_code, headers)

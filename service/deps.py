@@ -19,7 +19,7 @@ def plane_of(request: Request) -> DataPlane:
 
 def parse_version(text: str) -> int:
     """A version named in a path, as an integer (400 otherwise)."""
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise BadRequestError(f"version must be a positive integer, got {text!r}")
     return int(text)
 

@@ -98,7 +98,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = scope.get("route")
-            route_path = getattr(route, "path", "unmatched")
+            route_path = getattr(route, "path_format", "unmatched")
             # Only a model that was found is a label: client-chosen names must not add series.
             model = scope.get("state", {}).get("model", "")
             self._observe(model, route_path, status, time.perf_counter() - started)

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from service import tensors
+from service import schemas, tensors
+from service.deps import parse_version
 from service.errors import BadRequestError, InvalidInputError
 from service.grpc import protocol
 from service.repository import ServedVersion
@@ -27,11 +28,7 @@ CONTENTS_FIELD = {
 
 def version_of(text: str) -> int | None:
     """A request's `version` string: empty means the served one; otherwise an integer (400)."""
-    if not text:
-        return None
-    if not text.isdigit():
-        raise BadRequestError(f"version must be a positive integer, got {text!r}")
-    return int(text)
+    return parse_version(text) if text else None
 
 
 def decode_inputs(request: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -45,11 +42,9 @@ def decode_inputs(request: Any) -> tuple[dict[str, Any], dict[str, str]]:
     values: dict[str, Any] = {}
     datatypes: dict[str, str] = {}
     for index, tensor in enumerate(request.inputs):
-        spec: dict[str, Any] = {
-            "name": tensor.name,
-            "datatype": tensor.datatype,
-            "shape": list(tensor.shape),
-        }
+        envelope = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+        # The same envelope checks as REST V2 (datatype, shape), with the same messages.
+        spec = schemas.parse(schemas.RequestInput, envelope, BadRequestError)
         if raw:
             if tensor.HasField("contents"):
                 raise BadRequestError(
@@ -57,8 +52,9 @@ def decode_inputs(request: Any) -> tuple[dict[str, Any], dict[str, str]]:
                 )
             values[tensor.name] = tensors.decode_input(spec, raw[index])
         else:
-            spec["data"] = _typed_data(tensor)
-            values[tensor.name] = tensors.decode_input(spec, None)
+            # Typed contents are typed by protobuf: no JSON true/false to look for among numbers.
+            typed = spec.model_copy(update={"data": _typed_data(tensor)})
+            values[tensor.name] = tensors.decode_input(typed, None, booleans=False)
         datatypes[tensor.name] = tensor.datatype
     return values, datatypes
 

@@ -7,72 +7,108 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 
-from service import artifacts
+from service import artifacts, schemas
 from service.codecs import Codec
-from service.deps import Repository, parse_version, plane_of
+from service.deps import Repository, path_version, plane_of
 from service.errors import BadRequestError, InvalidInputError, ModelNotFoundError
 from service.hotpath import hot
 from service.http import json_response, read_json
 
+
+class _Segment(Convertor[str]):
+    """A name or version in the status routes' paths, without ':' so that those routes never
+    claim a `…:predict` path: a POST to an unknown method (`mnist:classify`) is a 404, not a 405
+    from `GET /v1/models/{name}`."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("tfs_segment", _Segment())
 router = APIRouter(prefix="/v1/models", tags=["tf serving rest"])
 
-_PREDICT_DOC = {
+_PREDICT_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"example": {"instances": ["a wonderful, moving film"]}}},
-    }
+        "content": {
+            "application/json": {
+                "schema": schemas.inline(schemas.PredictRequest),
+                "example": {"instances": ["a wonderful, moving film"]},
+            }
+        },
+    },
+}
+_PREDICT_RESPONSES = {
+    200: {"model": schemas.PredictResponse},
+    **schemas.error_responses(400, 404, 413, 415, 422, 503, 504),
+}
+_STATUS_RESPONSES = {200: {"model": schemas.ModelStatus}, **schemas.error_responses(400, 404)}
+_STATUS_LINKS = {
+    "versionStatus": schemas.link(
+        "tfs_version_status",
+        name="$request.path.name",
+        version="$response.body#/model_version_status/0/version",
+    )
 }
 
 
-@router.get("/{name}", summary="Model version status, as TF Serving reports it")
-async def status(name: str, repository: Repository) -> Response:
+@router.get(
+    "/{name:tfs_segment}",
+    summary="Model version status, as TF Serving reports it",
+    operation_id="tfs_status",
+    responses=_STATUS_RESPONSES | {200: {"model": schemas.ModelStatus, "links": _STATUS_LINKS}},
+)
+async def status(name: schemas.ModelName, repository: Repository) -> Response:
     return _status(repository, name, None)
 
 
 @router.post(
-    "/{target}",
-    summary="Predict: POST /v1/models/{name}:predict",
-    openapi_extra=_PREDICT_DOC,
+    "/{name}:predict",
+    summary="Predict with the served version",
+    operation_id="tfs_predict",
+    openapi_extra=_PREDICT_DOC | {"parameters": schemas.path_parameters("name")},
+    responses=_PREDICT_RESPONSES,
 )
 @hot
 async def predict(request: Request) -> Response:
-    return await _predict(request.path_params["target"], None, request)
+    return await _predict(request.path_params["name"], None, request)
 
 
-@router.get("/{name}/versions/{version}", summary="Status of one version")
-async def version_status(name: str, version: int, repository: Repository) -> Response:
+@router.get(
+    "/{name:tfs_segment}/versions/{version:tfs_segment}",
+    summary="Status of one version",
+    operation_id="tfs_version_status",
+    responses=_STATUS_RESPONSES,
+)
+async def version_status(
+    name: schemas.ModelName, version: schemas.ModelVersion, repository: Repository
+) -> Response:
     return _status(repository, name, version)
 
 
 @router.post(
-    "/{name}/versions/{target}",
-    summary="Predict on one version: POST /v1/models/{name}/versions/{v}:predict",
-    openapi_extra=_PREDICT_DOC,
+    "/{name}/versions/{version}:predict",
+    summary="Predict with one version",
+    operation_id="tfs_predict_version",
+    openapi_extra=_PREDICT_DOC | {"parameters": schemas.path_parameters("name", "version")},
+    responses=_PREDICT_RESPONSES,
 )
 @hot
 async def predict_version(request: Request) -> Response:
-    version_text, verb = _split_verb(request.path_params["target"])
-    version = parse_version(version_text)
-    return await _predict(f"{request.path_params['name']}:{verb}", version, request)
+    return await _predict(request.path_params["name"], path_version(request), request)
 
 
-def _split_verb(target: str) -> tuple[str, str]:
-    head, colon, verb = target.rpartition(":")
-    if not colon:
-        raise ModelNotFoundError(f"unknown method on {target!r}: use {target}:predict")
-    return head, verb
-
-
-async def _predict(target: str, version: int | None, request: Request) -> Response:
-    name, verb = _split_verb(target)
-    if verb != "predict":
-        raise ModelNotFoundError(f"unknown method {verb!r}: only :predict is served")
-    body = await read_json(request)
-    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-        raise BadRequestError("expected a JSON object with either 'instances' or 'inputs'")
-    row_format = "instances" in body
-    data = body["instances" if row_format else "inputs"]
+async def _predict(name: str, version: int | None, request: Request) -> Response:
+    body = schemas.parse(schemas.PredictRequest, await read_json(request), BadRequestError)
+    row_format = body.instances is not None
+    data = body.instances if row_format else body.inputs
 
     def encode(codec: Codec) -> Any:
         return codec.rows_from_tensor(_unwrap(data, codec.input_spec.name, row_format))

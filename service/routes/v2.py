@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service import tensors
+from service import schemas, tensors
 from service.codecs import Codec
 from service.deps import Repository, path_version, plane_of
 from service.errors import BadRequestError, InvalidInputError
@@ -32,22 +32,42 @@ SERVER_METADATA = {
 }
 
 
-@router.get("", summary="Server metadata")
+@router.get("", summary="Server metadata", responses={200: {"model": schemas.ServerMetadata}})
 async def server_metadata() -> Response:
     return json_response(SERVER_METADATA)
 
 
-@router.get("/health/live", summary="Is the process up? (never refused)")
+@router.get(
+    "/health/live",
+    summary="Is the process up? (never refused)",
+    responses={200: {"model": schemas.Live}},
+)
 async def live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/health/ready", summary="Is every model loaded, warmed and serving?")
+@router.get(
+    "/health/ready",
+    summary="Is every model loaded, warmed and serving?",
+    responses={200: {"model": schemas.Ready}, **schemas.error_responses(503)},
+)
 async def ready(repository: Repository) -> Response:
     reason = repository.unready_reason
     if reason is None:
         return json_response({"ready": True})
     return error_response(reason, 503, {"Retry-After": "2"})
+
+
+_NAME, _VERSION = "$response.body#/name", "$response.body#/versions/0"
+_MODEL_LINKS = {
+    "versionMetadata": schemas.link("version_metadata", name=_NAME, version=_VERSION),
+    "modelReady": schemas.link("model_ready", name=_NAME),
+    "versionReady": schemas.link("version_ready", name=_NAME, version=_VERSION),
+    "infer": schemas.link("infer", name=_NAME),
+    "inferVersion": schemas.link("infer_version", name=_NAME, version=_VERSION),
+    "predict": schemas.link("tfs_predict", name=_NAME),
+    "predictVersion": schemas.link("tfs_predict_version", name=_NAME, version=_VERSION),
+}
 
 
 def metadata(served: ServedVersion) -> dict[str, Any]:
@@ -67,47 +87,90 @@ def metadata(served: ServedVersion) -> dict[str, Any]:
     }
 
 
-@router.get("/models/{name}", summary="Model metadata: input and output tensors")
-async def model_metadata(name: str, repository: Repository) -> Response:
+@router.get(
+    "/models/{name}",
+    summary="Model metadata: input and output tensors",
+    operation_id="model_metadata",
+    responses={
+        200: {"model": schemas.ModelMetadata, "links": _MODEL_LINKS},
+        **schemas.error_responses(404, 503),
+    },
+)
+async def model_metadata(name: schemas.ModelName, repository: Repository) -> Response:
     return json_response(metadata(repository.live(name)))
 
 
-@router.get("/models/{name}/versions/{version}", summary="Metadata of one version")
-async def version_metadata(name: str, version: int, repository: Repository) -> Response:
+@router.get(
+    "/models/{name}/versions/{version}",
+    summary="Metadata of one version",
+    operation_id="version_metadata",
+    responses={200: {"model": schemas.ModelMetadata}, **schemas.error_responses(400, 404, 503)},
+)
+async def version_metadata(
+    name: schemas.ModelName, version: schemas.ModelVersion, repository: Repository
+) -> Response:
     return json_response(metadata(repository.live(name, version)))
 
 
-@router.get("/models/{name}/ready", summary="Is the model ready?")
-async def model_ready(name: str, repository: Repository) -> Response:
+@router.get(
+    "/models/{name}/ready",
+    summary="Is the model ready?",
+    operation_id="model_ready",
+    responses={200: {"model": schemas.ModelReady}, **schemas.error_responses(404, 503)},
+)
+async def model_ready(name: schemas.ModelName, repository: Repository) -> Response:
     served = repository.live(name)
     return json_response({"name": name, "version": str(served.version), "ready": True})
 
 
-@router.get("/models/{name}/versions/{version}/ready", summary="Is this version ready?")
-async def version_ready(name: str, version: int, repository: Repository) -> Response:
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    summary="Is this version ready?",
+    operation_id="version_ready",
+    responses={200: {"model": schemas.ModelReady}, **schemas.error_responses(400, 404, 503)},
+)
+async def version_ready(
+    name: schemas.ModelName, version: schemas.ModelVersion, repository: Repository
+) -> Response:
     repository.live(name, version)
     return json_response({"name": name, "version": str(version), "ready": True})
 
 
-_INFER_DOC = {
+_INFER_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "description": "Binary tensor extension: the body is this many bytes of JSON "
+            "followed by the raw tensors that inputs name with parameters.binary_data_size.",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    ],
     "requestBody": {
         "required": True,
-        "content": {
-            "application/json": {
-                "example": {
-                    "inputs": [
-                        {"name": "features", "datatype": "FP32", "shape": [1, 13],
-                         "data": [0.0063, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3,
-                                  396.9, 4.98]}
-                    ]
-                }
-            }
-        },
-    }
-}  # fmt: skip
+        "content": {"application/json": {"schema": schemas.inline(schemas.InferenceRequest)}},
+    },
+}
+_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": schemas.InferenceResponse,
+        "description": "The outputs; with binary outputs requested, the JSON header (its "
+        "length in Inference-Header-Content-Length) followed by the raw tensors.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **schemas.error_responses(400, 404, 413, 422, 503, 504),
+}
 
 
-@router.post("/models/{name}/infer", summary="Inference on typed tensors", openapi_extra=_INFER_DOC)
+@router.post(
+    "/models/{name}/infer",
+    summary="Inference on typed tensors",
+    operation_id="infer",
+    openapi_extra=_INFER_DOC
+    | {"parameters": schemas.path_parameters("name") + _INFER_DOC["parameters"]},
+    responses=_INFER_RESPONSES,
+)
 @hot
 async def infer(request: Request) -> Response:
     return await _infer(request.path_params["name"], None, request)
@@ -116,7 +179,10 @@ async def infer(request: Request) -> Response:
 @router.post(
     "/models/{name}/versions/{version}/infer",
     summary="Inference on one version",
-    openapi_extra=_INFER_DOC,
+    operation_id="infer_version",
+    openapi_extra=_INFER_DOC
+    | {"parameters": schemas.path_parameters("name", "version") + _INFER_DOC["parameters"]},
+    responses=_INFER_RESPONSES,
 )
 @hot
 async def infer_version(request: Request) -> Response:
@@ -126,12 +192,10 @@ async def infer_version(request: Request) -> Response:
 async def _infer(name: str, version: int | None, request: Request) -> Response:
     body = await request.body()
     header, binary = _split_binary(request, body)
-    payload = parse_json(header)
-    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
-        raise BadRequestError("expected a JSON object with an 'inputs' list of tensors")
-    inputs = payload["inputs"]
-    values = _decode_inputs(inputs, binary)
-    datatypes = {spec["name"]: spec.get("datatype") for spec in inputs}
+    payload = schemas.parse(schemas.InferenceRequest, parse_json(header), BadRequestError)
+    inputs = payload.inputs
+    values = _decode_inputs(inputs, binary, b"true" in header or b"false" in header)
+    datatypes = {spec.name: spec.datatype for spec in inputs}
     wanted, binary_out = _requested_outputs(payload)
 
     def encode(codec: Codec) -> Any:
@@ -140,15 +204,15 @@ async def _infer(name: str, version: int | None, request: Request) -> Response:
     served, outputs = await plane_of(request).predict(request, name, version, encode)
     output_name = check_outputs(served, wanted)
     if not wanted or output_name in wanted:
-        binary_out = binary_out or wanted.get(output_name, False)
+        binary_out = wanted.get(output_name, binary_out)
     spec, raw = tensors.encode_output(output_name, outputs, binary_out)
     response: dict[str, Any] = {
         "model_name": served.name,
         "model_version": str(served.version),
         "outputs": [spec],
     }
-    if "id" in payload:
-        response["id"] = payload["id"]
+    if payload.id is not None:
+        response["id"] = payload.id
     if not raw:
         return json_response(response)
     head = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -193,38 +257,44 @@ def _split_binary(request: Request, body: bytes) -> tuple[bytes, bytes]:
     length = request.headers.get(HEADER_LENGTH)
     if length is None:
         return body, b""
-    if not length.isdigit() or int(length) > len(body):
+    if not (length.isascii() and length.isdigit()) or int(length) > len(body):
         raise BadRequestError(
             f"Inference-Header-Content-Length is {length!r} but the body has {len(body)} bytes"
         )
     return body[: int(length)], body[int(length) :]
 
 
-def _decode_inputs(inputs: list[Any], binary: bytes) -> dict[str, Any]:
+def _decode_inputs(
+    inputs: list[schemas.RequestInput], binary: bytes, booleans: bool
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     offset = 0
     for spec in inputs:
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise BadRequestError("each input must be an object with name, datatype, shape, data")
-        size = (spec.get("parameters") or {}).get("binary_data_size")
+        if spec.name in values:
+            raise BadRequestError(f"input {spec.name!r} is given twice")
+        size = spec.parameters.binary_data_size if spec.parameters else None
         chunk = None
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise BadRequestError(f"input {spec['name']!r}: binary_data_size {size!r} is wrong")
+            if offset + size > len(binary):
+                raise BadRequestError(
+                    f"input {spec.name!r}: binary_data_size {size} runs past the body's "
+                    f"{len(binary)} bytes of binary data"
+                )
             chunk = binary[offset : offset + size]
             offset += size
-        values[spec["name"]] = tensors.decode_input(spec, chunk)
+        values[spec.name] = tensors.decode_input(spec, chunk, booleans)
+    if offset != len(binary):
+        raise BadRequestError(
+            f"the body has {len(binary)} bytes of binary data but the inputs' "
+            f"binary_data_size add up to {offset}"
+        )
     return values
 
 
-def _requested_outputs(payload: dict[str, Any]) -> tuple[dict[str, bool], bool]:
-    parameters = payload.get("parameters") or {}
-    binary_default = bool(parameters.get("binary_data_output", False))
+def _requested_outputs(payload: schemas.InferenceRequest) -> tuple[dict[str, bool], bool]:
+    binary_default = bool(payload.parameters and payload.parameters.binary_data_output)
     wanted: dict[str, bool] = {}
-    for output in payload.get("outputs") or []:
-        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
-            raise BadRequestError("each requested output must be an object with a name")
-        wanted[output["name"]] = bool(
-            (output.get("parameters") or {}).get("binary_data", binary_default)
-        )
+    for output in payload.outputs or []:
+        binary = output.parameters.binary_data if output.parameters else None
+        wanted[output.name] = binary_default if binary is None else binary
     return wanted, binary_default

@@ -105,7 +105,7 @@ def test_64_concurrent_requests_are_batched(server):
     assert sums[key] / counts[key] > 1, "mean batch size above one"
     requests = _samples(text, "dlwp_requests_total")
     assert requests[(("code", "200"), ("model", "mnist"),
-                     ("route", "/v1/models/{target}"))] >= 256  # fmt: skip
+                     ("route", "/v1/models/{name}:predict"))] >= 256  # fmt: skip
 
 
 def test_a_full_queue_answers_503_while_health_and_metrics_answer():
