@@ -51,7 +51,7 @@ class ServerProcess:
         self.log_path = folder / f"dlwp-{name}-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", **(env or {})}
-        command = [sys.executable, "-m", "training.cli", "serve", "--port", str(self.port),
+        command = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port),
                    "--workers", str(workers)]  # fmt: skip
         if echo:
             command = [sys.executable, str(REPO / "loadtests" / "echo_server.py"), str(self.port)]
