@@ -37,8 +37,9 @@ lean: $(LEAN)/.installed
 $(LEAN)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(LEAN)
 	$(LEAN)/bin/python tools/serving_requirements.py --wheels .wheels
+	$(LEAN)/bin/python tools/serving_requirements.py > $(LEAN)/requirements.txt
 	$(LEAN)/bin/python -m pip install --quiet --find-links .wheels -c $(LOCK) \
-	  $$($(LEAN)/bin/python tools/serving_requirements.py)
+	  -r $(LEAN)/requirements.txt
 	$(LEAN)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 

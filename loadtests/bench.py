@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "loadtests" / "reports"
 sys.path.insert(0, str(REPO))
 
+from loadtests import bench_footprint  # noqa: E402
 from loadtests.server_process import ServerProcess, pinned  # noqa: E402
 
 
@@ -300,14 +301,16 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     compute = compute_ceiling(args.quick)
+    footprint = bench_footprint.footprint(args.quick)
     report: dict[str, Any] = {
         "seconds_per_run": seconds,
         "rounds": rounds,
         "points": [asdict(p) for p in points],
         "compute_ceiling": compute,
+        "footprint": footprint,
     }
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(points, compute)
+    table = markdown(points, compute) + "\n" + bench_footprint.markdown(footprint)
     (args.out / "bench.md").write_text(table)
     print(table)
     return 0

@@ -43,6 +43,7 @@ class ServerProcess:
         log_dir: Path | None = None,
         core: int | None = None,
         echo: bool = False,
+        python: str = sys.executable,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -51,7 +52,7 @@ class ServerProcess:
         self.log_path = folder / f"dlwp-{name}-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", **(env or {})}
-        command = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port),
+        command = [python, "-m", "service.cli", "serve", "--port", str(self.port),
                    "--workers", str(workers)]  # fmt: skip
         if echo:
             command = [sys.executable, str(REPO / "loadtests" / "echo_server.py"), str(self.port)]

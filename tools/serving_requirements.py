@@ -32,7 +32,7 @@ FRAMEWORKS = {
 }
 
 
-def _name(requirement: str) -> str:
+def name_of(requirement: str) -> str:
     match = re.match(r"[A-Za-z0-9._-]+", requirement)
     return match.group(0).lower() if match else ""
 
@@ -46,8 +46,8 @@ def requirements(
     project = tomllib.loads(pyproject.read_text())["project"]
     declared = [*project["dependencies"], *project["optional-dependencies"]["jax"]]
     name, builds = FRAMEWORKS[backend]
-    (framework,) = (r for r in declared if _name(r) == name)
-    server = [r for r in project["dependencies"] if _name(r) != "tensorflow"]
+    (framework,) = (r for r in declared if name_of(r) == name)
+    server = [r for r in project["dependencies"] if name_of(r) != "tensorflow"]
     return [builds[cuda] + framework.removeprefix(name), *server]
 
 
