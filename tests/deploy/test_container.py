@@ -74,8 +74,10 @@ def container(image: str) -> Iterator[tuple[str, str]]:
     """The image running read-only (as under Kubernetes' readOnlyRootFilesystem): name, URL."""
     port = free_port()
     name = f"dlwp-test-{port}"
-    podman("run", "--detach", "--name", name, "--network", "host", "--read-only", "--env",
-           f"DLWP_PORT={port}", "--env", f"DLWP_DRAIN_SECONDS={DRAIN_SECONDS}", image)  # fmt: skip
+    # Host networking (what works in every sandbox): every port the server opens must be free.
+    podman("run", "--detach", "--name", name, "--network", "host", "--read-only",
+           "--env", f"DLWP_PORT={port}", "--env", f"DLWP_GRPC_PORT={free_port()}",
+           "--env", f"DLWP_DRAIN_SECONDS={DRAIN_SECONDS}", image)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(name, url)
