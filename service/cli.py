@@ -115,8 +115,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     if not argv or argv[0] not in SERVING_COMMANDS:
         try:
             from training.cli import add_commands as add_training_commands
-        except ImportError:  # an install without the training package
-            pass
+        except ModuleNotFoundError as error:  # an install without the training package
+            if error.name != "training":
+                raise
         else:
             add_training_commands(commands)
     add_commands(commands)
