@@ -40,7 +40,8 @@ def name_of(requirement: str) -> str:
 def requirements(
     backend: str = "tensorflow", cuda: bool = False, pyproject: Path = REPO / "pyproject.toml"
 ) -> list[str]:
-    """pyproject's dependencies with TensorFlow swapped for the variant's framework build."""
+    """pyproject's dependencies with TensorFlow swapped for the variant's framework build, and
+    its build backend."""
     if backend not in FRAMEWORKS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     project = tomllib.loads(pyproject.read_text())["project"]
@@ -48,7 +49,9 @@ def requirements(
     name, builds = FRAMEWORKS[backend]
     (framework,) = (r for r in declared if name_of(r) == name)
     server = [r for r in project["dependencies"] if name_of(r) != "tensorflow"]
-    return [builds[cuda] + framework.removeprefix(name), *server]
+    # The build backend too: the image installs the project itself without build isolation.
+    build: list[str] = tomllib.loads(pyproject.read_text())["build-system"]["requires"]
+    return [builds[cuda] + framework.removeprefix(name), *server, *build]
 
 
 def download_wheels(folder: Path, backend: str = "tensorflow", cuda: bool = False) -> None:

@@ -61,7 +61,8 @@ def test_every_image_variant_is_locked_and_swaps_only_the_framework(backend, cud
     requirements = serving_requirements.requirements(backend, cuda)
     names = [serving_requirements.name_of(r) for r in requirements]
     server = [r for r in PROJECT["dependencies"] if not r.startswith("tensorflow")]
+    build = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
 
     assert re.match(r"[^<>=]+", requirements[0]).group(0) == framework  # type: ignore[union-attr]
-    assert requirements[1:] == server
+    assert requirements[1:] == server + build
     assert all(lock.canonical(name) in PINS for name in names)
