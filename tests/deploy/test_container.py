@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import yaml
 
 from loadtests.server_process import free_port
 
@@ -118,10 +119,15 @@ def test_the_four_task_endpoints_answer(container):
     assert 10 < housing.json()["predictions"][0]["price"] < 50
 
 
+def server_status(name: str) -> dict[str, str]:
+    """/proc/1/status in the container: the server is its process 1."""
+    lines = podman("exec", name, "cat", "/proc/1/status").stdout.splitlines()
+    return dict(line.split(":", 1) for line in lines if ":" in line)
+
+
 def test_the_server_runs_as_a_non_root_user(container):
     name, _ = container
-    status = podman("exec", name, "cat", "/proc/1/status").stdout
-    uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+    uids = server_status(name)["Uid"].split()
 
     assert uids and all(uid != "0" for uid in uids)
 
@@ -143,6 +149,17 @@ def test_the_image_holds_the_serving_install_only(container, image):
     assert extras == []
     # 2.57 GB with the full install; the lean one is ~1.6 GB on the local base image.
     assert size < 1.8e9, f"the image grew to {size / 1e9:.2f} GB"
+
+
+def test_resident_memory_fits_the_kubernetes_memory_limit_with_room(container):
+    name, _ = container
+    rss_mib = int(server_status(name)["VmRSS"].split()[0]) / 1024
+    deployment = yaml.safe_load((REPO / "deploy" / "k8s" / "base" / "deployment.yaml").read_text())
+    limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    limit_mib = int(limit[:-2]) * {"Mi": 1, "Gi": 1024}[limit[-2:]]
+
+    # Four models loaded and answering; a new version loads beside the old one before the swap.
+    assert rss_mib < 0.75 * limit_mib, f"{rss_mib:.0f} MiB resident against a {limit} limit"
 
 
 def test_sigterm_answers_the_request_in_flight_and_exits_cleanly(container):
