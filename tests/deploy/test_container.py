@@ -60,8 +60,9 @@ def image() -> str:
     if podman("image", "exists", BASE, check=False).returncode != 0:
         if not BASE_SCRIPT.is_file():
             pytest.skip(f"no {BASE} image and no {BASE_SCRIPT} to make one")
-        subprocess.run(["bash", str(BASE_SCRIPT)], check=True, timeout=600,
-                       capture_output=True)  # fmt: skip
+        made = subprocess.run(["bash", str(BASE_SCRIPT)], capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+        assert made.returncode == 0, f"{BASE_SCRIPT} failed:\n{made.stdout}{made.stderr}"[-3000:]
     subprocess.run([sys.executable, "tools/serving_requirements.py", "--wheels", ".wheels"],
                    cwd=REPO, check=True, timeout=600)  # fmt: skip
     build = podman("build", "--format", "docker", "--pull=never", "--network", "host",
