@@ -11,8 +11,18 @@
 # again), then `podman build --format docker --pull=never --network host -t dlwp-serving .`
 # (`make image` does the last two).
 ARG PYTHON_IMAGE=python:3.11-slim
-FROM ${PYTHON_IMAGE}
 
+# The variant's requirements, from pyproject.toml: a stage of its own so that an edit elsewhere in
+# pyproject.toml (lint settings, a dev tool) leaves the TensorFlow layer below cached.
+FROM ${PYTHON_IMAGE} AS requirements
+ARG BACKEND=tensorflow
+ARG CUDA=0
+COPY pyproject.toml /build/
+COPY tools/serving_requirements.py /build/tools/
+RUN python /build/tools/serving_requirements.py --backend "$BACKEND" --cuda "$CUDA" \
+    > /build/requirements.txt
+
+FROM ${PYTHON_IMAGE}
 # BACKEND: tensorflow or jax (Keras on JAX, no TensorFlow at all); CUDA: 1 for the CUDA build.
 ARG BACKEND=tensorflow
 ARG CUDA=0
@@ -28,15 +38,14 @@ ENV PATH=/opt/dlwp/bin:$PATH \
 # Dependencies first, so a code change does not reinstall TensorFlow. The wheelhouse is mounted,
 # never copied, so it adds nothing to the image. TensorFlow's C++ headers (for building custom
 # ops) are 100+ MB that nothing here uses.
-COPY pyproject.toml requirements.lock README.md /build/
-COPY tools/serving_requirements.py /build/tools/
+COPY --from=requirements /build/requirements.txt /build/
+COPY requirements.lock /build/
 RUN --mount=type=bind,source=.wheels,target=/wheels \
     python -m venv /opt/dlwp \
-    && python /build/tools/serving_requirements.py --backend "$BACKEND" --cuda "$CUDA" \
-       > /build/requirements.txt \
     && pip install --quiet --find-links /wheels -c /build/requirements.lock \
        -r /build/requirements.txt \
     && rm -rf /opt/dlwp/lib/python3.11/site-packages/tensorflow/include
+COPY pyproject.toml README.md /build/
 COPY service /build/service
 COPY training /build/training
 RUN pip install --quiet --no-deps --no-build-isolation /build && rm -rf /build \
