@@ -4,15 +4,54 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED_DATA := $(abspath ../shared/datasets)
 
-.PHONY: install serve test lint train evaluate wrk bench loadtest soak proto clean
+# Every install takes its versions from requirements.lock (pip constraints; `make lock` refreshes it).
+LOCK := requirements.lock
+LEAN ?= .venv-lean
+BACKEND ?= tensorflow
+CUDA ?= 0
+IMAGE ?= dlwp-serving
+
+.PHONY: install serve test lint train evaluate wrk bench loadtest soak proto clean lock lock-upgrade \
+	lean wheels image
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
+
+# Refresh the lock: keep its pins and the versions installed in $(VENV), add what is new.
+lock: install
+	$(BIN)/python tools/lock.py --prefer-installed
+
+# … or take the newest versions pyproject.toml allows (then `make install` to follow).
+lock-upgrade: install
+	$(BIN)/python tools/lock.py --upgrade
+
+# The serving install alone (what the CPU image has: no training extras, JAX or test tools), for
+# measuring the server's own footprint (`make bench`).
+lean: $(LEAN)/.installed
+
+$(LEAN)/.installed: pyproject.toml $(LOCK)
+	$(PYTHON) -m venv $(LEAN)
+	$(LEAN)/bin/python tools/serving_requirements.py --wheels .wheels
+	$(LEAN)/bin/python tools/serving_requirements.py > $(LEAN)/requirements.txt
+	$(LEAN)/bin/python -m pip install --quiet --find-links .wheels -c $(LOCK) \
+	  -r $(LEAN)/requirements.txt
+	$(LEAN)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+# The locked wheels of an image variant in .wheels/, which the image build installs from.
+wheels: install
+	$(BIN)/python tools/serving_requirements.py --backend $(BACKEND) --cuda $(CUDA) --wheels .wheels
+
+# The image (BACKEND=tensorflow|jax, CUDA=0|1). Without a registry, make its base first:
+# bash ../shared/tools/python-base-image.sh
+image: wheels
+	podman build --format docker --pull=missing --network host \
+	  --build-arg BACKEND=$(BACKEND) --build-arg CUDA=$(CUDA) -t $(IMAGE) .
 
 serve: install
 	$(BIN)/dlwp serve
@@ -21,7 +60,7 @@ test: install lint
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check service training tests loadtests
+	$(BIN)/ruff check service training tests loadtests tools
 	$(BIN)/mypy
 
 # Retrain every book model into models/ (data: $DLWP_DATA_DIR, else ../shared/datasets if present, else download).
@@ -36,7 +75,7 @@ wrk:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 	  (echo "install wrk (e.g. apt-get install wrk) for make bench" && exit 1)
 
-bench: install wrk
+bench: install wrk lean
 	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
 
 loadtest: install
@@ -51,7 +90,7 @@ proto: install
 	  service/grpc/inference.proto
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LEAN) .wheels/*.whl .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 # GPU (issue 14): the wheels the H200 machine lacks (cp312 manylinux, into the ignored .whl/), and
 # the test rows with TensorFlow's CPU answers that its run checks against. README "GPU".

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "loadtests" / "reports"
 sys.path.insert(0, str(REPO))
 
-from loadtests import bench_explain, bench_grpc  # noqa: E402
+from loadtests import bench_explain, bench_footprint, bench_grpc  # noqa: E402
 from loadtests.server_process import ServerProcess, pinned  # noqa: E402
 
 
@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
     compute = compute_ceiling(args.quick)
     explain_cost = bench_explain.explain_cost(args.quick)
+    footprint = bench_footprint.footprint(args.quick)
     report: dict[str, Any] = {
         "seconds_per_run": seconds,
         "rounds": rounds,
@@ -314,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         "compute_ceiling": compute,
         "explain_cost": explain_cost,
         "grpc_points": [asdict(p) for p in grpc_points],
+        "footprint": footprint,
     }
-    table = markdown(points, compute) + bench_explain.markdown(explain_cost)
+    table = markdown(points, compute) + "\n" + bench_footprint.markdown(footprint)
+    table += bench_explain.markdown(explain_cost)
     table += bench_grpc.markdown(grpc_points) if grpc_points else ""
     if not args.quick:  # what monitoring costs: signals on/off, access log (bench_signals.py)
         from loadtests import bench_signals

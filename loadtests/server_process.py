@@ -43,6 +43,7 @@ class ServerProcess:
         log_dir: Path | None = None,
         core: int | None = None,
         echo: bool = False,
+        python: str = sys.executable,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -59,7 +60,7 @@ class ServerProcess:
             # Serving the committed models: their desired state goes to a temp folder, so tests
             # and benchmarks never write into the repository.
             full_env["DLWP_STATE_DIR"] = tempfile.mkdtemp(prefix="dlwp-state-")
-        command = [sys.executable, "-m", "training.cli", "serve", "--port", str(self.port),
+        command = [python, "-m", "service.cli", "serve", "--port", str(self.port),
                    "--workers", str(workers)]  # fmt: skip
         if echo:
             command = [sys.executable, str(REPO / "loadtests" / "echo_server.py"), str(self.port)]

@@ -1,4 +1,6 @@
-"""`dlwp serve` (run the server) and `dlwp predict` (a client for a running server)."""
+"""The `dlwp` command line: `serve` (run the server) and `predict` (a client for a running
+server) here; `train`, `evaluate` and `models` from `training.cli`, added only when asked for, so
+the serving process imports nothing from training and a lean install needs no training extras."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from service.errors import DlwpError
 from service.metrics import MULTIPROC_ENV
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -107,3 +111,48 @@ def _features(pairs: list[str]) -> dict[str, float]:
             raise ValueError(f"expected KEY=VALUE, got {pair!r}")
         features[key.strip()] = float(value)
     return features
+
+
+SERVING_COMMANDS = ("serve", "predict")
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlwp", description="Train, evaluate, list, serve and query the book's models."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    if not argv or argv[0] not in SERVING_COMMANDS:
+        try:
+            from training.cli import add_commands as add_training_commands
+        except ModuleNotFoundError as error:  # an install without the training package
+            if error.name != "training":
+                raise
+        else:
+            add_training_commands(commands)
+    add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    # `dlwp predict sentiment --url U "text"`: inputs may follow options, which argparse's
+    # subcommands do not allow for a positional list; collect the leftovers as inputs.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
+        args.inputs = [*args.inputs, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.func(args))
+    except Exception as error:
+        from service.client import ServerError  # only now: `dlwp serve` never needs httpx
+
+        if not isinstance(error, FileNotFoundError | ValueError | DlwpError | ServerError):
+            raise
+        print(f"dlwp: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,10 @@
-"""`dlwp`: the command line for training, evaluating, listing, serving and querying models."""
+"""`dlwp train`, `evaluate` and `models`: the training half of the `dlwp` command line, which
+`service.cli` builds (serving needs nothing from here)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -11,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from service import artifacts
-from service.client import ServerError
 from service.errors import ArtifactError
 from training.recipes import RECIPES
 
@@ -31,6 +32,8 @@ def _quiet_tensorflow() -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("matplotlib") is None:  # a lean (serving-only) install
+        raise ValueError("dlwp train needs the training extras: pip install 'dlwp-serving[train]'")
     _quiet_tensorflow()
     from service.client import ServerClient
     from training.pipeline import train_and_export
@@ -137,9 +140,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlwp", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_commands(commands: Any) -> None:
+    """`dlwp train`, `evaluate` and `models`, added to the `dlwp` parser by `service.cli`."""
 
     def add_dirs(sub: argparse.ArgumentParser, data: bool = True) -> None:
         sub.add_argument(
@@ -181,26 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_dirs(models, data=False)
     models.set_defaults(func=cmd_models)
 
-    from service.cli import add_commands
-
-    add_commands(commands)
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    # `dlwp predict sentiment --url U "text"`: inputs may follow options, which argparse's
-    # subcommands do not allow for a positional list; collect the leftovers as inputs.
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
-        args.inputs = [*args.inputs, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return int(args.func(args))
-    except (FileNotFoundError, ValueError, ArtifactError, ServerError) as error:
-        print(f"dlwp: error: {error}", file=sys.stderr)
-        return 2
+    """`python -m training.cli …`: the same `dlwp` command line (it lives in `service.cli`)."""
+    from service.cli import main as dlwp
+
+    return dlwp(argv)
 
 
 if __name__ == "__main__":

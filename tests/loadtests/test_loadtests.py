@@ -68,6 +68,7 @@ def test_bench_runs_end_to_end_in_quick_mode(tmp_path):
     assert servers == {"batched", "unbatched", "echo"}
     assert all(point["requests_per_s"] > 0 and point["errors"] == 0 for point in report["points"])
     assert len(report["compute_ceiling"]) == 6
+    assert all(f["rss_mib"] > 100 and f["cold_start_s"] > 0 for f in report["footprint"].values())
     assert "req/s ÷ echo" in (tmp_path / "bench.md").read_text()
     grpc_rows = report["grpc_points"]  # gRPC beside REST V2, with the generators' ceilings
     assert [p["path"] for p in grpc_rows] == list(bench_grpc.PATHS)

@@ -1,0 +1,266 @@
+"""The Kubernetes and KServe manifests: valid for a current Kubernetes (strict: no unknown field),
+KServe's objects valid against its CRD schemas, and consistent with the server and the image."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from ..conftest import COMMITTED_MODELS, REPO
+
+K8S = REPO / "deploy" / "k8s"
+KSERVE = REPO / "deploy" / "kserve"
+SCHEMAS = Path(os.environ.get("DLWP_SHARED_DIR", REPO.parent / "shared")) / "schemas" / "kserve"
+OVERLAYS = ["base", "gpu", "models-volume"]
+# uvicorn's graceful shutdown after the drain (service/cli.py: timeout_graceful_shutdown).
+FINISH_SECONDS = 10
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def base_objects() -> dict[str, dict[str, Any]]:
+    """kind → object, from the files the base kustomization lists."""
+    kustomization = load(K8S / "base" / "kustomization.yaml")[0]
+    objects = [obj for name in kustomization["resources"] for obj in load(K8S / "base" / name)]
+    return {obj["kind"]: obj for obj in objects}
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = only
+    return result
+
+
+def env(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def kustomize(overlay: str) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the overlays are not rendered (the base is "
+                    "validated from its files)")  # fmt: skip
+    return copy.deepcopy(_rendered(kubectl, overlay))
+
+
+@functools.cache
+def _rendered(kubectl: str, overlay: str) -> list[dict[str, Any]]:
+    rendered = subprocess.run([kubectl, "kustomize", str(K8S / overlay)], capture_output=True,
+                              text=True, timeout=60, check=True).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def closed(schema: Any) -> Any:
+    """The schema with unknown fields refused wherever it lists the fields, as the API server's
+    strict field validation does (it would otherwise prune a misspelt field silently)."""
+    schema = copy.deepcopy(schema)
+
+    def close(node: Any) -> None:
+        if isinstance(node, dict):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            for value in node.values():
+                close(value)
+        elif isinstance(node, list):
+            for value in node:
+                close(value)
+
+    close(schema)
+    return schema
+
+
+@functools.cache
+def _kserve_validator(name: str) -> Any:
+    schema = closed(json.loads((SCHEMAS / name).read_text()))
+    # Not jsonschema.validate(): checking this 600 KB schema against its meta-schema takes 10 s.
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def kserve_validator(name: str) -> Any:
+    if not (SCHEMAS / name).is_file():
+        pytest.skip(f"{SCHEMAS / name} is not here: KServe's CRD schemas are in ../shared/schemas")
+    return _kserve_validator(name)
+
+
+# ------------------------------------------------------------------------------- validity
+
+
+@pytest.mark.parametrize("path", sorted((K8S / "base").glob("*.yaml")), ids=lambda p: p.name)
+def test_base_objects_are_valid_kubernetes_strictly(path):
+    version = kubernetes_validate.latest_version()
+    for obj in load(path):
+        if obj["kind"] != "Kustomization":
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kustomize_renders_valid_kubernetes(overlay):
+    objects = kustomize(overlay)
+
+    kinds = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    assert {obj["kind"] for obj in objects} == kinds
+    for obj in objects:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_a_misspelt_field_is_caught():
+    deployment = copy.deepcopy(base_objects()["Deployment"])
+    container(deployment)["readinessprobe"] = container(deployment).pop("readinessProbe")
+
+    runtime = load(KSERVE / "servingruntime.yaml")[0]
+    runtime["spec"]["containers"][0]["readinessprobe"] = {}
+    validator = kserve_validator("servingruntime-v1alpha1.json")
+
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(runtime)
+
+
+@pytest.mark.parametrize(
+    ("file", "schema"),
+    [("servingruntime.yaml", "servingruntime-v1alpha1.json"),
+     ("inferenceservice.yaml", "inferenceservice-v1beta1.json")],
+)  # fmt: skip
+def test_kserve_objects_match_the_crd_schemas(file, schema):
+    for obj in load(KSERVE / file):
+        kserve_validator(schema).validate(obj)
+
+
+# ------------------------------------------------------------------------ what matters
+
+
+def test_probes_are_the_servers_v2_health_routes():
+    from service.routes import v2
+
+    routes = {getattr(route, "path", None) for route in v2.router.routes}
+    deployment = container(base_objects()["Deployment"])
+    runtime = load(KSERVE / "servingruntime.yaml")[0]["spec"]["containers"][0]
+
+    for probes in (deployment, runtime):
+        assert probes["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        assert probes["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert deployment["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert {"/v2/health/ready", "/v2/health/live"} <= routes
+
+
+def test_probes_and_service_reach_the_port_the_server_listens_on():
+    objects = base_objects()
+    pod = container(objects["Deployment"])
+    ports = {port["name"]: port["containerPort"] for port in pod["ports"]}
+    runtime = load(KSERVE / "servingruntime.yaml")[0]["spec"]["containers"][0]
+    dockerfile = (REPO / "Dockerfile").read_text()
+
+    assert ports["http"] == int(re.search(r"DLWP_PORT=(\d+)", dockerfile).group(1))  # type: ignore[union-attr]
+    assert ports["grpc"] == 8001  # DLWP_GRPC_PORT's default
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert pod[probe]["httpGet"]["port"] in ("http", ports["http"])
+    assert {p["targetPort"] for p in objects["Service"]["spec"]["ports"]} <= set(ports)
+    assert int(env(runtime)["DLWP_PORT"]) == runtime["ports"][0]["containerPort"] == 8080
+    assert runtime["readinessProbe"]["httpGet"]["port"] == 8080
+
+
+def test_selectors_match_the_pods():
+    objects = base_objects()
+    deployment = objects["Deployment"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+
+    def matches(selector: dict[str, str]) -> bool:
+        return selector.items() <= pod_labels.items()
+
+    assert matches(deployment["spec"]["selector"]["matchLabels"])
+    assert matches(objects["Service"]["spec"]["selector"])
+    assert matches(objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"])
+    target = objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+
+
+def test_drain_and_finish_end_before_the_grace_period():
+    deployment = base_objects()["Deployment"]
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    isvc = load(KSERVE / "inferenceservice.yaml")[0]["spec"]["predictor"]
+    runtime = load(KSERVE / "servingruntime.yaml")[0]["spec"]["containers"][0]
+    image_drain = int(re.search(r"DLWP_DRAIN_SECONDS=(\d+)",  # type: ignore[union-attr]
+                                (REPO / "Dockerfile").read_text()).group(1))  # fmt: skip
+
+    assert int(env(container(deployment))["DLWP_DRAIN_SECONDS"]) + FINISH_SECONDS < grace
+    assert int(env(runtime)["DLWP_DRAIN_SECONDS"]) + FINISH_SECONDS < isvc.get(
+        "terminationGracePeriodSeconds", 30
+    )
+    # `docker stop` / `podman stop` wait 10 s before SIGKILL: the drain alone must fit.
+    assert image_drain < 10
+    # The readiness probe must notice the drain well before it ends.
+    readiness = container(deployment)["readinessProbe"]
+    noticed = readiness["periodSeconds"] * readiness.get("failureThreshold", 3)
+    assert noticed < int(env(container(deployment))["DLWP_DRAIN_SECONDS"])
+
+
+def test_pods_run_as_the_images_non_root_user_with_a_memory_limit():
+    deployment = base_objects()["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    runtime = load(KSERVE / "servingruntime.yaml")[0]["spec"]["containers"][0]
+    image_user = re.search(r"^USER (\d+)", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+
+    assert image_user is not None
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == int(image_user.group(1))
+    assert runtime["securityContext"]["runAsUser"] == int(image_user.group(1))
+    # A read-only root file system needs a writable /tmp (metrics files, Keras' cache).
+    if container(deployment)["securityContext"].get("readOnlyRootFilesystem"):
+        assert "/tmp" in {mount["mountPath"] for mount in container(deployment)["volumeMounts"]}
+    for resources in (container(deployment)["resources"], runtime["resources"]):
+        assert "memory" in resources["limits"]
+        assert resources["requests"]["cpu"]
+
+
+def test_kserve_runtime_serves_the_whole_repository_from_mnt_models():
+    runtime = load(KSERVE / "servingruntime.yaml")[0]
+    isvc = load(KSERVE / "inferenceservice.yaml")[0]
+    (server,) = runtime["spec"]["containers"]
+    model = isvc["spec"]["predictor"]["model"]
+
+    assert server["name"] == "kserve-container"
+    assert env(server)["DLWP_MODELS_DIR"] == "/mnt/models"
+    assert "v2" in runtime["spec"]["protocolVersions"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert model["modelFormat"]["name"] in {
+        f["name"] for f in runtime["spec"]["supportedModelFormats"]
+    }
+    # The committed repository has the layout the storage initializer must reproduce.
+    assert all((folder / "1" / "manifest.json").is_file() for folder in COMMITTED_MODELS.iterdir()
+               if folder.is_dir())  # fmt: skip
+
+
+def test_gpu_overlay_asks_for_a_gpu_and_the_cuda_image():
+    deployment = next(obj for obj in kustomize("gpu") if obj["kind"] == "Deployment")
+    pod = container(deployment)
+
+    assert pod["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["image"].endswith(":cuda")
+
+
+def test_models_volume_overlay_mounts_the_repository_read_only_where_the_image_looks():
+    deployment = next(obj for obj in kustomize("models-volume") if obj["kind"] == "Deployment")
+    mounts = {m["mountPath"]: m for m in container(deployment)["volumeMounts"]}
+    image_models = re.search(r"DLWP_MODELS_DIR=(\S+)", (REPO / "Dockerfile").read_text())
+
+    assert image_models is not None
+    assert mounts[image_models.group(1)]["readOnly"] is True
