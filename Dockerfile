@@ -51,13 +51,16 @@ COPY training /build/training
 RUN pip install --quiet --no-deps --no-build-isolation /build && rm -rf /build \
     && useradd --no-create-home --home-dir /nonexistent --uid 10001 dlwp
 
-# Models baked in; mount a repository over /models (read-only is fine) to serve others.
+# Models baked in; mount a repository over /models (read-only is fine) to serve others. Desired
+# state (repository calls) lives in the container's /tmp: each container has its own models, so a
+# rollout is a new image; point DLWP_STATE_DIR at a shared writable volume to share it.
 COPY models /models
 USER 10001
 WORKDIR /tmp
 ENV DLWP_HOST=0.0.0.0 \
     DLWP_PORT=8000 \
     DLWP_MODELS_DIR=/models \
+    DLWP_STATE_DIR=/tmp/dlwp-state \
     DLWP_DRAIN_SECONDS=5
 # 8000: HTTP (REST, V2, metrics); 8001: V2 gRPC (DLWP_GRPC_PORT).
 EXPOSE 8000 8001

@@ -164,8 +164,9 @@ def test_resident_memory_fits_the_kubernetes_memory_limit_with_room(container):
 
 
 def test_sigterm_answers_the_request_in_flight_and_exits_cleanly(container):
-    """Last: it stops the container. A request whose body is still arriving when SIGTERM comes
-    is answered; the server then exits with status 0."""
+    """Last: it stops the container. During the drain window readiness says 503 (balancers stop
+    sending) while liveness stays 200; a request whose body is still arriving when SIGTERM comes
+    is answered; the server then exits with status 0, no sooner than the window."""
     name, url = container
     body = json.dumps({"text": POSITIVE}).encode()
     started, resume = threading.Event(), threading.Event()
@@ -193,11 +194,14 @@ def test_sigterm_answers_the_request_in_flight_and_exits_cleanly(container):
     stopped_at = time.monotonic()
     podman("kill", "--signal", "TERM", name)
     time.sleep(0.3)  # the signal is being handled while the body is still arriving
+    ready = httpx.get(f"{url}/v2/health/ready", timeout=5)
+    live = httpx.get(f"{url}/v2/health/live", timeout=5)
     resume.set()
     request.join(30)
     exit_code = podman("wait", name, timeout=DRAIN_SECONDS + 30).stdout.strip()
     took = time.monotonic() - stopped_at
 
+    assert ready.status_code == 503 and live.status_code == 200
     assert answer == {"status": 200}
     assert exit_code == "0"
-    assert took < DRAIN_SECONDS + 15
+    assert DRAIN_SECONDS <= took < DRAIN_SECONDS + 15
