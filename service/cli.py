@@ -49,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # Workers are separate processes that build their own Settings from the environment.
             os.environ[f"DLWP_{key.upper()}"] = str(value)
     from service.settings import Settings
+    from service.transport import uvicorn_options
 
     settings = Settings()
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
@@ -60,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        **uvicorn_options(settings),
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,

@@ -47,8 +47,13 @@ def _answer(served: Any, predictions: list[dict[str, Any]]) -> Response:
 async def sentiment(request: Request) -> Response:
     plane = plane_of(request)
     body = schemas.parse(schemas.SentimentRequest, await read_json(request))
+    texts = body.items()
     served, outputs = await plane.predict(
-        request, "imdb", None, lambda c: expect_codec(c, TextCodec).rows_from_texts(body.items())
+        request,
+        "imdb",
+        None,
+        lambda c: expect_codec(c, TextCodec).rows_from_texts(texts),
+        len(texts),  # admitted before the texts are encoded
     )
     return _answer(served, served.codec.predictions(outputs))
 
@@ -63,11 +68,13 @@ async def sentiment(request: Request) -> Response:
 async def topics(request: Request) -> Response:
     plane = plane_of(request)
     body = schemas.parse(schemas.TopicsRequest, await read_json(request))
+    texts = body.items()
     served, outputs = await plane.predict(
         request,
         "reuters",
         None,
-        lambda c: expect_codec(c, TopicsCodec).rows_from_texts(body.items()),
+        lambda c: expect_codec(c, TopicsCodec).rows_from_texts(texts),
+        len(texts),  # admitted before the texts are encoded
     )
     return _answer(served, served.codec.predictions(outputs, top_k=body.top_k))
 
