@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "loadtests" / "reports"
 sys.path.insert(0, str(REPO))
 
+from loadtests import bench_overload  # noqa: E402
 from loadtests.server_process import ServerProcess, pinned  # noqa: E402
 
 
@@ -105,13 +106,16 @@ def wrk_script(scenario: Scenario, folder: Path) -> Path:
 
 
 def run_wrk(url: str, script: Path, concurrency: int, seconds: int) -> dict[str, float]:
+    return parse_wrk(wrk_output(url, script, concurrency, seconds))
+
+
+def wrk_output(url: str, script: Path, concurrency: int, seconds: int) -> str:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk (make bench does this)")
     command = [wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "10s",
                "-s", str(script), url]  # fmt: skip
-    output = subprocess.run(pinned(command, 1), capture_output=True, text=True, check=True).stdout
-    return parse_wrk(output)
+    return subprocess.run(pinned(command, 1), capture_output=True, text=True, check=True).stdout
 
 
 def parse_wrk(output: str) -> dict[str, float]:
@@ -261,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="interleaved runs per point, median kept "
                         "(default 3, quick 1)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPORTS)
+    parser.add_argument("--overload", action=argparse.BooleanOptionalAction,
+                        help="the overload section (loadtests/bench_overload.py) on the batched "
+                        "server (default: on, off with --quick)")  # fmt: skip
     args = parser.parse_args(argv)
     seconds = args.seconds or (2 if args.quick else 3)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -272,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="dlwp-bench-"))
 
+    overload: list[bench_overload.OverloadPoint] = []
     # All servers run at once (idle ones cost nothing) and take turns at each point, so slow
     # drifts of this shared machine hit them alike and the ratios stay fair.
     points: list[Point] = []
@@ -295,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                     point = median_point(runs[server.name])
                     print(json.dumps(asdict(point)), flush=True)
                     points.append(point)
+        batched = [server for server in servers if server.name == "batched"]
+        if batched and (args.overload if args.overload is not None else not args.quick):
+            overload = bench_overload.run(batched[0], scratch, seconds, rounds)
     finally:
         for server in servers:
             server.stop()
@@ -305,9 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": rounds,
         "points": [asdict(p) for p in points],
         "compute_ceiling": compute,
+        **bench_overload.report(overload),
     }
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(points, compute)
+    if overload:
+        table += "\n" + bench_overload.markdown(overload)
     (args.out / "bench.md").write_text(table)
     print(table)
     return 0

@@ -9,8 +9,9 @@ stays open for as long as the client likes, and file descriptors run out long be
   the previous response): an idle connection is then closed, a half-sent request gets 408;
 - its body must arrive within `body_timeout_s` of its headers, else 408;
 - at most `max_connections` are open per process: past it, the longest-idle connection (no
-  request begun) is closed to make room, and only where none is idle is the new one refused
-  (503 with Retry-After, then closed).
+  request begun for half the header deadline or more) is closed to make room, and only where
+  none is idle is the new one refused (503 with Retry-After, then closed). A connection opened
+  a moment ago is not idle but about to send its request.
 
 The deadlines are checked by one sweep per process a few times a second, not by a timer per
 request: the per-request cost is two attribute writes and a clock read.
@@ -137,14 +138,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()  # the app, if it waits for this body, sees the client leave
 
     def _evict_idle(self) -> bool:
-        """Close the longest-idle connection (no request begun); False if there is none."""
+        """Close the longest-idle connection; False if none has been idle long enough."""
+        idle_since = self.loop.time() - self.limits.header_timeout_s / 2
         idle = [
             connection
             for connection in self.connections
             if isinstance(connection, GuardedHttpToolsProtocol)
-            and connection is not self
             and connection.phase == _AWAITING_HEADERS
             and not connection.request_begun
+            and connection.phase_since <= idle_since
             and not connection.transport.is_closing()
         ]
         if not idle:
