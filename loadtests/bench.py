@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "loadtests" / "reports"
 sys.path.insert(0, str(REPO))
 
-from loadtests import bench_explain, bench_footprint, bench_grpc  # noqa: E402
+from loadtests import bench_explain, bench_footprint, bench_grpc, bench_overload  # noqa: E402
 from loadtests.server_process import ServerProcess, pinned  # noqa: E402
 
 
@@ -106,13 +106,16 @@ def wrk_script(scenario: Scenario, folder: Path) -> Path:
 
 
 def run_wrk(url: str, script: Path, concurrency: int, seconds: int) -> dict[str, float]:
+    return parse_wrk(wrk_output(url, script, concurrency, seconds))
+
+
+def wrk_output(url: str, script: Path, concurrency: int, seconds: int) -> str:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk (make bench does this)")
     command = [wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "10s",
                "-s", str(script), url]  # fmt: skip
-    output = subprocess.run(pinned(command, 1), capture_output=True, text=True, check=True).stdout
-    return parse_wrk(output)
+    return subprocess.run(pinned(command, 1), capture_output=True, text=True, check=True).stdout
 
 
 def parse_wrk(output: str) -> dict[str, float]:
@@ -262,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="interleaved runs per point, median kept "
                         "(default 3, quick 1)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPORTS)
+    parser.add_argument("--overload", action=argparse.BooleanOptionalAction,
+                        help="the overload section (loadtests/bench_overload.py) on the batched "
+                        "server (default: on, off with --quick)")  # fmt: skip
     args = parser.parse_args(argv)
     seconds = args.seconds or (2 if args.quick else 3)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -274,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="dlwp-bench-"))
 
     grpc_points: list[Any] = []
+    overload: list[bench_overload.OverloadPoint] = []
     # All servers run at once (idle ones cost nothing) and take turns at each point, so slow
     # drifts of this shared machine hit them alike and the ratios stay fair.
     points: list[Point] = []
@@ -301,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         if batched is not None:  # gRPC beside REST V2 (loadtests/bench_grpc.py)
             grpc_points = bench_grpc.measure_all(batched, [s.model for s in chosen], seconds,
                                                  rounds, args.quick, scratch)  # fmt: skip
+        if batched is not None and (args.overload if args.overload is not None else not args.quick):
+            overload = bench_overload.run(batched, scratch, seconds, rounds)
     finally:
         for server in servers:
             server.stop()
@@ -316,10 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         "explain_cost": explain_cost,
         "grpc_points": [asdict(p) for p in grpc_points],
         "footprint": footprint,
+        **bench_overload.report(overload),
     }
     table = markdown(points, compute) + "\n" + bench_footprint.markdown(footprint)
     table += bench_explain.markdown(explain_cost)
     table += bench_grpc.markdown(grpc_points) if grpc_points else ""
+    table += "\n" + bench_overload.markdown(overload) if overload else ""
     if not args.quick:  # what monitoring costs: signals on/off, access log (bench_signals.py)
         from loadtests import bench_signals
 

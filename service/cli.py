@@ -56,6 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ[f"DLWP_{key.upper()}"] = str(value)
     from service.server import serve
     from service.settings import Settings
+    from service.transport import uvicorn_options
 
     settings = Settings()
     if settings.grpc_port:
@@ -71,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        **uvicorn_options(settings),
         access_log=False,
         log_config=None,
         # A stop waits for every accepted request; each meets its own deadline well before this.

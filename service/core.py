@@ -29,16 +29,27 @@ class DataPlane:
         name: str,
         version: int | None,
         encode: Callable[[Codec], np.ndarray],
+        count: int | None = None,
     ) -> tuple[ServedVersion, np.ndarray]:
-        """Run `encode(codec)`'s rows through the live version's batcher; outputs in row order."""
+        """Run `encode(codec)`'s rows through the live version's batcher; outputs in row order.
+
+        `count`, the rows the request will encode to where the route knows it from the parsed
+        body, lets the batcher admit (or refuse) the request before paying for the encoding.
+        """
         served = self.repository.live(name, version)
         request.state.model = name
-        # No await between resolving the version and queueing on it: a swap in between could
-        # otherwise retire the version this request holds.
-        rows = encode(served.codec)
-        outputs = await served.batcher.submit(rows, self.settings.request_timeout_s)
+        # No await between resolving the version and being admitted by its batcher: a swap in
+        # between could otherwise retire the version this request holds.
+        encoded: list[np.ndarray] = []
+
+        def encode_rows() -> np.ndarray:
+            rows = encode(served.codec)
+            encoded.append(rows)  # kept for the signals, computed on the rows already built
+            return rows
+
+        outputs = await served.batcher.predict(encode_rows, self.settings.request_timeout_s, count)
         if self.signals is not None:
-            self.signals.observe(name, served.codec, rows, outputs)
+            self.signals.observe(name, served.codec, encoded[0], outputs)
         return served, outputs
 
 

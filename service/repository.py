@@ -454,6 +454,7 @@ class ModelRepository:
             max_batch_size=self.settings.batching.max_batch_size,
             max_queue_rows=self.settings.batching.max_queue_rows,
             batch_delay_s=self.settings.batch_delay_ms / 1000,
+            admission_wait_s=self.settings.admission_wait_s,
             on_batch=_batch_observer(name),
             on_queue_change=metrics.QUEUE_DEPTH.labels(name).set,
         )

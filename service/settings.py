@@ -96,6 +96,23 @@ class Settings(BaseSettings):
         False, description="One JSON log line per request, with its request id (costs req/s)."
     )
 
+    # overload and slow clients (issue 13)
+    admission_wait_s: float = Field(
+        1.0,
+        ge=0,
+        description="How long a request waits for room in a full queue before 503 (0: refuse "
+        "at once); holding refusals keeps clients that retry at once from crowding out the work.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection that has not sent a request's headers by then closes."
+    )
+    body_timeout_s: float = Field(
+        20.0, gt=0, description="A body still incomplete this long after its headers gets 408."
+    )
+    max_connections: int = Field(
+        2048, ge=1, description="Open connections per worker process; past it, idle ones go first."
+    )
+
     @cached_property
     def pinned_versions(self) -> dict[str, int]:
         """`model_versions` parsed: model name → version."""

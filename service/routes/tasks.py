@@ -62,8 +62,13 @@ async def sentiment(request: Request) -> Response:
     body = schemas.parse(schemas.SentimentRequest, await read_json(request))
     if body.explain:
         return _answer(*await explain.explain(request, "imdb", None, _texts(body.items())))
+    texts = body.items()
     served, outputs = await plane.predict(
-        request, "imdb", None, lambda c: expect_codec(c, TextCodec).rows_from_texts(body.items())
+        request,
+        "imdb",
+        None,
+        lambda c: expect_codec(c, TextCodec).rows_from_texts(texts),
+        len(texts),  # admitted before the texts are encoded
     )
     return _answer(served, served.codec.predictions(outputs))
 
@@ -83,11 +88,13 @@ async def topics(request: Request) -> Response:
             request, "reuters", None, _texts(body.items()), top_k=body.top_k
         )
         return _answer(*explained)
+    texts = body.items()
     served, outputs = await plane.predict(
         request,
         "reuters",
         None,
-        lambda c: expect_codec(c, TopicsCodec).rows_from_texts(body.items()),
+        lambda c: expect_codec(c, TopicsCodec).rows_from_texts(texts),
+        len(texts),  # admitted before the texts are encoded
     )
     return _answer(served, served.codec.predictions(outputs, top_k=body.top_k))
 
