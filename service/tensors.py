@@ -114,7 +114,8 @@ def _json_bytes(spec: RequestInput, count: int) -> list[Any]:
         raise InvalidInputError(
             f"input {spec.name!r}: shape {spec.shape} needs {count} values, got {len(flat)}"
         )
-    if not all(isinstance(value, str) for value in flat):
+    # JSON gives strings; gRPC's typed bytes_contents gives bytes. Nothing else is a BYTES element.
+    if not all(isinstance(value, (str, bytes)) for value in flat):
         raise InvalidInputError(f"input {spec.name!r}: BYTES data must be strings")
     return flat
 

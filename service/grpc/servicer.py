@@ -29,6 +29,8 @@ from service import metrics
 from service.core import DataPlane
 from service.errors import DlwpError, UnavailableError
 from service.grpc import converters, protocol
+from service.requestid import HEADER as REQUEST_ID_HEADER
+from service.requestid import accept_or_new, bound
 from service.routes import v2
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,17 @@ def _rpc(
     def method(message: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         call = _call(route, context)
+        # The client's x-request-id metadata (or a new id) goes back as trailing metadata; the
+        # coroutine copies this thread's context, so its log lines carry the id too.
+        request_id = accept_or_new(call.headers.get(REQUEST_ID_HEADER))
+        with bound(request_id):
+            return run(message, call, context, request_id, started)
+
+    def run(
+        message: Any, call: Request, context: grpc.ServicerContext, request_id: str, started: float
+    ) -> Any:
         status = 200
+        trailing: tuple[tuple[str, str], ...] = ((REQUEST_ID_HEADER, request_id),)
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
             handler(message, call), loop
         )
@@ -130,14 +142,15 @@ def _rpc(
         # deadline stops its call, and its queued rows are skipped (a no-op once answered).
         context.add_callback(future.cancel)
         try:
-            return future.result()
+            answer = future.result()
+            context.set_trailing_metadata(trailing)
+            return answer
         except concurrent.futures.CancelledError:
             status = 499  # the client went away or its deadline passed, as REST counts it
             context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
         except Exception as error:
-            status, code, details, trailing = _status(error, call)
-            if trailing:
-                context.set_trailing_metadata(trailing)
+            status, code, details, extra = _status(error, call)
+            context.set_trailing_metadata(trailing + extra)
             context.abort(code, details)
         finally:
             if measured:

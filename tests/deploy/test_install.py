@@ -23,12 +23,13 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def test_dlwp_serve_imports_nothing_from_training_or_plotting():
-    # The command line as `dlwp serve` runs it, up to the server (uvicorn.run stands in).
+    # The command line as `dlwp serve` runs it, up to the server: the stand-in builds the app
+    # the way the server would (uvicorn's Config.load: import, factory, protocol) but serves nothing.
     code = (
-        "import json, sys, uvicorn\n"
-        "uvicorn.run = lambda app, **options: __import__(app.split(':')[0])\n"
+        "import json, sys, service.server\n"
+        "service.server.serve = lambda config, settings: config.load()\n"
         "from service.cli import main\n"
-        "main(['serve', '--port', '0'])\n"
+        "main(['serve', '--port', '0', '--grpc-port', '0'])\n"
         "import service.app\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('training', 'matplotlib', 'httpx'))))\n"

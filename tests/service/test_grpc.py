@@ -252,9 +252,11 @@ def test_a_port_held_by_another_server_fails_loudly_at_start(server):
 
 @pytest.fixture(scope="module")
 def slow_batching() -> Iterator[tuple[Any, str]]:
-    """An in-process app whose batcher waits 300 ms for batches to fill, gRPC on a free port."""
+    """An in-process app whose batcher waits 300 ms for batches to fill, gRPC on a free port; a
+    full queue refuses at once (no admission wait)."""
     port = free_port()
-    with make_client(grpc_port=port, batch_delay_ms=300, max_queue_rows=32) as client:
+    with make_client(grpc_port=port, batch_delay_ms=300, max_queue_rows=32,
+                     admission_wait_s=0) as client:  # fmt: skip
         yield client, f"127.0.0.1:{port}"
 
 
@@ -286,16 +288,35 @@ def test_grpc_and_rest_requests_share_batches(slow_batching):
     assert rows / calls > 8, "batches mixed REST and gRPC rows (more than either protocol sent)"
 
 
+def test_a_call_gets_its_request_id_back_in_trailing_metadata(stub):
+    request = _typed_request("housing")
+    _, call = stub.ModelInfer.with_call(request, metadata=(("x-request-id", "order-42"),))
+    _, fresh = stub.ModelInfer.with_call(request)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(service_pb2.ModelInferRequest(model_name="nope"),
+                        metadata=(("x-request-id", "order-43"),))  # fmt: skip
+
+    assert ("x-request-id", "order-42") in call.trailing_metadata()
+    assert len(dict(fresh.trailing_metadata())["x-request-id"]) == 32  # a new id, as REST
+    assert ("x-request-id", "order-43") in caught.value.trailing_metadata()
+
+
 def test_a_full_queue_is_unavailable_with_retry_after(slow_batching):
-    _, target = slow_batching
-    rows = np.asarray(HOUSE_ROWS * 17, dtype=np.float32)  # 34 rows, the queue holds 32
-    with grpc.insecure_channel(target) as channel:
+    client, target = slow_batching
+    waiting = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [30, 13],
+                           "data": HOUSE_ROWS * 15}]}  # fmt: skip
+    rows = np.asarray(HOUSE_ROWS * 2, dtype=np.float32)  # 4 more rows: the queue holds 32
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, \
+            grpc.insecure_channel(target) as channel:  # fmt: skip
+        first = pool.submit(client.post, "/v2/models/housing/infer", json=waiting)
+        time.sleep(0.1)  # queued: the batcher waits 300 ms for its batch to fill
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         request = service_pb2.ModelInferRequest(model_name="housing")
         request.inputs.add(name="features", datatype="FP32", shape=list(rows.shape))
         request.raw_input_contents.append(rows.tobytes())
         with pytest.raises(grpc.RpcError) as caught:
             stub.ModelInfer(request)
+        assert first.result().status_code == 200
     error = caught.value
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert "the queue is full" in error.details()
