@@ -15,6 +15,7 @@ import fastapi_offline
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from service import schemas
 from service.deps import Repository, parse_version
 from service.errors import ModelNotFoundError
 from service.http import json_response
@@ -95,7 +96,7 @@ async def docs_asset(asset: str) -> Response:
 @router.get(
     "/v1/models/{name}/versions/{version}/history.png",
     summary="Training curves of a served version (PNG)",
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "not a served version"}},
+    responses={200: {"content": {"image/png": {}}}, **schemas.error_responses(400, 404)},
 )
 async def history(name: str, version: str, repository: Repository) -> Response:
     wanted = parse_version(version)

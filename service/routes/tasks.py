@@ -125,7 +125,7 @@ async def digits(request: Request) -> Response:
             "image/jpeg body, or multipart/form-data with the image in field 'file'"
         )
     # The query string is looked at only when there is one: the usual answer costs nothing more.
-    if request.scope.get("query_string") and request.query_params.get("include_image") == "true":
+    if request.scope.get("query_string") and _include_image(request):
         seen: list[np.ndarray] = []
 
         def keep(codec: Codec) -> np.ndarray:
@@ -186,3 +186,15 @@ async def _uploaded_file(request: Request) -> bytes:
     data = await upload.read()
     await form.close()
     return bytes(data)
+
+
+def _include_image(request: Request) -> bool:
+    """`?include_image=true|false` (once): anything else is a 400, not silently false."""
+    values = request.query_params.getlist("include_image")
+    if not values:
+        return False
+    if len(values) > 1 or values[0] not in ("true", "false"):
+        raise BadRequestError(
+            f"include_image must be given once, as true or false; got {', '.join(values)!r}"
+        )
+    return values[0] == "true"
