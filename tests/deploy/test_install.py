@@ -24,7 +24,7 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 def test_dlwp_serve_imports_nothing_from_training_or_plotting():
     # The command line as `dlwp serve` runs it, up to the server: the stand-in builds the app
-    # the way the server would (uvicorn's Config.load: import, factory, protocol) but serves nothing.
+    # the way the server would (uvicorn's Config.load: import, factory, protocol), serving nothing.
     code = (
         "import json, sys, service.server\n"
         "service.server.serve = lambda config, settings: config.load()\n"
