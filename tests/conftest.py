@@ -67,3 +67,34 @@ def server() -> Iterator[ServerProcess]:
     process = ServerProcess({"DLWP_MODELS_DIR": str(COMMITTED_MODELS)}).wait_ready()
     yield process
     process.stop()
+
+
+# ---------------------------------------------------------------------------------- publishing
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+from training import export  # noqa: E402
+
+
+def add_version(models_dir: Path, name: str = "housing", corrupt: str | None = None) -> int:
+    """Publish a copy of version 1 as the next version (optionally broken in one way)."""
+    source = models_dir / name / "1"
+    manifest = json.loads((source / "manifest.json").read_text())
+    del manifest["name"], manifest["version"]
+
+    def write_files(folder: Path) -> None:
+        for path in source.iterdir():
+            if path.name != "manifest.json":
+                shutil.copy(path, folder / path.name)
+        if corrupt == "model":
+            (folder / "model.keras").write_bytes(b"this is not a keras zip file")
+
+    version, folder = export.export_version(models_dir, name, manifest, write_files)
+    if corrupt == "manifest":
+        (folder / "manifest.json").write_text("{not json")
+    if corrupt == "signature":
+        broken = json.loads((folder / "manifest.json").read_text())
+        broken["signature"]["outputs"][0]["shape"] = [-1, 10]
+        (folder / "manifest.json").write_text(json.dumps(broken))
+    return version

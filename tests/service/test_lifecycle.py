@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import shutil
 import threading
 import time
@@ -13,10 +12,9 @@ import httpx
 import pytest
 
 from service import artifacts
-from training import export
 from training.pipeline import train_and_export
 
-from ..conftest import COMMITTED_MODELS, ServerProcess, make_client, needs_datasets
+from ..conftest import COMMITTED_MODELS, ServerProcess, add_version, make_client, needs_datasets
 
 HOUSE = {"CRIM": 0.0063, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575,
          "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9,
@@ -28,29 +26,6 @@ def repo(tmp_path: Path) -> Path:
     """A model repository holding a copy of the committed housing version 1."""
     shutil.copytree(COMMITTED_MODELS / "housing" / "1", tmp_path / "housing" / "1")
     return tmp_path
-
-
-def add_version(models_dir: Path, name: str = "housing", corrupt: str | None = None) -> int:
-    """Publish a copy of version 1 as the next version (optionally broken in one way)."""
-    source = models_dir / name / "1"
-    manifest = json.loads((source / "manifest.json").read_text())
-    del manifest["name"], manifest["version"]
-
-    def write_files(folder: Path) -> None:
-        for path in source.iterdir():
-            if path.name != "manifest.json":
-                shutil.copy(path, folder / path.name)
-        if corrupt == "model":
-            (folder / "model.keras").write_bytes(b"this is not a keras zip file")
-
-    version, folder = export.export_version(models_dir, name, manifest, write_files)
-    if corrupt == "manifest":
-        (folder / "manifest.json").write_text("{not json")
-    if corrupt == "signature":
-        broken = json.loads((folder / "manifest.json").read_text())
-        broken["signature"]["outputs"][0]["shape"] = [-1, 10]
-        (folder / "manifest.json").write_text(json.dumps(broken))
-    return version
 
 
 def _price_version(client) -> int:  # type: ignore[no-untyped-def]

@@ -21,26 +21,11 @@ import httpx
 import pytest
 
 from service.desired_state import STATE_DIR_NAME
-from training import export
 
-from ..conftest import COMMITTED_MODELS, ServerProcess
+from ..conftest import COMMITTED_MODELS, ServerProcess, add_version
 
 REVIEW = "A wonderful, moving film. The acting was superb and I loved every minute of it."
 ASKS = 24  # fresh connections per check: both workers answer some of them
-
-
-def publish_copy(models_dir: Path, name: str = "imdb") -> int:
-    """Publish a copy of version 1 as the next version, as `dlwp train` would."""
-    source = models_dir / name / "1"
-    manifest = json.loads((source / "manifest.json").read_text())
-    del manifest["name"], manifest["version"]
-
-    def write_files(folder: Path) -> None:
-        for path in source.iterdir():
-            if path.name != "manifest.json":
-                shutil.copy(path, folder / path.name)
-
-    return export.export_version(models_dir, name, manifest, write_files)[0]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +103,7 @@ def test_unload_then_load_reach_every_worker(two_workers, repo):
 
 
 def test_a_new_version_reaches_every_worker(two_workers, repo):
-    assert publish_copy(repo) == 2
+    assert add_version(repo, "imdb") == 2
     assert sentiment_answers(two_workers) == {(200, 1)}, "polling is off: nothing moves by itself"
 
     load = call(two_workers, "load")
@@ -161,7 +146,7 @@ def test_a_tampered_version_fails_to_load_everywhere_and_the_old_one_keeps_servi
     two_workers, repo
 ):
     call(two_workers, "load", {"parameters": {"version": "latest"}})
-    version = publish_copy(repo)
+    version = add_version(repo, "imdb")
     model = repo / "imdb" / str(version) / "model.keras"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one byte changed after export
