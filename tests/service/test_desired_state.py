@@ -11,8 +11,7 @@ import pytest
 from service import artifacts
 from service.desired_state import STATE_DIR_NAME
 
-from ..conftest import COMMITTED_MODELS, make_client
-from .test_workers import publish_copy
+from ..conftest import COMMITTED_MODELS, add_version, make_client
 
 HOUSE = [0.0063, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98]
 
@@ -21,7 +20,7 @@ HOUSE = [0.0063, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.9
 def repo(tmp_path: Path) -> Path:
     """A repository with housing versions 1 and 2 (the same network twice)."""
     shutil.copytree(COMMITTED_MODELS / "housing" / "1", tmp_path / "housing" / "1")
-    publish_copy(tmp_path, "housing")
+    add_version(tmp_path, "housing")
     return tmp_path
 
 
@@ -49,7 +48,7 @@ def test_export_records_the_digests_of_what_it_wrote(repo):
 def test_a_file_changed_after_export_is_a_failed_load_and_the_old_version_keeps_serving(tmp_path):
     shutil.copytree(COMMITTED_MODELS / "housing" / "1", tmp_path / "housing" / "1")
     with make_client(models_dir=tmp_path) as client:
-        version = publish_copy(tmp_path, "housing")
+        version = add_version(tmp_path, "housing")
         (tmp_path / "housing" / str(version) / "history.png").write_bytes(b"not the exported plot")
 
         load = client.post("/v2/repository/models/housing/load")
