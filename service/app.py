@@ -26,9 +26,8 @@ from service.grpc import server as grpc_server
 from service.hotpath import HotRoutes, response_for_error
 from service.http import error_response
 from service.logs import configure_logging
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.middleware import BodyLimitMiddleware, RequestMiddleware
 from service.repository import ModelRepository
-from service.requestid import RequestIdMiddleware
 from service.routes import explain as explain_routes
 from service.routes import page as page_routes
 from service.routes import repository as repository_routes
@@ -53,8 +52,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
     api = create_api(settings)
     hot = HotRoutes(api, [tasks.router, v2.router, explain_routes.router, tfserving.router])
-    app = MetricsMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes))
-    return RequestIdMiddleware(app, settings.access_log)
+    return RequestMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes), settings.access_log)
 
 
 def create_api(settings: Settings) -> FastAPI:

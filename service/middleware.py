@@ -1,4 +1,4 @@
-"""Small pure-ASGI middleware: body size limit, request metrics and error logging.
+"""Small pure-ASGI middleware: body size limit; per request its id, metrics and access log.
 
 Overload itself is answered where it happens (a full batch queue → 503); these never refuse
 health or metrics routes.
@@ -13,7 +13,10 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
+from service.logs import REQUEST_ID, AccessLog
+from service.requestid import HEADER, accept_or_new
 
+_REQUEST_ID_HEADER = HEADER.encode()
 _UNMEASURED = {"/metrics", "/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json"}
 
 
@@ -60,14 +63,22 @@ class _TooLarge(Exception):
     pass
 
 
-class MetricsMiddleware:
-    """Counts every request by model, route and status code, and times it."""
+class RequestMiddleware:
+    """Per HTTP request: its id, its metrics and (if asked) its access-log line.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The id is the client's `X-Request-ID` when usable, else a new one (service/requestid.py); it
+    goes back as a header and sits in the log context while the request runs. Every request but
+    health, metrics and docs is counted by model, route and status code, and timed. One wrapper
+    for all three: each layer costs an ASGI frame and a `send` hop on the hot path.
+    """
+
+    def __init__(self, app: ASGIApp, log_access: bool = False) -> None:
         self.app = app
         # prometheus_client's labels() validates and locks on every call; the series are few
         # (models × routes × codes), so look each up once.
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Asked for explicitly, so written whatever the server's log level.
+        self.access_log = AccessLog() if log_access else None
 
     def _observe(self, model: str, route: str, status: int, seconds: float) -> None:
         key = (model, route, status)
@@ -82,26 +93,35 @@ class MetricsMiddleware:
         series[1].observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _UNMEASURED:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        incoming = next((v for k, v in scope["headers"] if k == _REQUEST_ID_HEADER), None)
+        request_id = accept_or_new(incoming)
+        id_header = (_REQUEST_ID_HEADER, request_id.encode())
         started = time.perf_counter()
         status = 499  # stays so only if no response was sent: the client went away
 
-        async def send_with_status(message: Message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        token = REQUEST_ID.set(request_id)  # what requestid.bound does, minus a generator
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            route_path = getattr(route, "path_format", "unmatched")
+            seconds = time.perf_counter() - started
             # Only a model that was found is a label: client-chosen names must not add series.
             model = scope.get("state", {}).get("model", "")
-            self._observe(model, route_path, status, time.perf_counter() - started)
+            if scope["path"] not in _UNMEASURED:
+                route_path = getattr(scope.get("route"), "path_format", "unmatched")
+                self._observe(model, route_path, status, seconds)
+            if self.access_log is not None:
+                self.access_log.write(scope["method"], scope["path"], status, seconds, model)
+            REQUEST_ID.reset(token)
 
 
 async def _send_error(send: Send, status: int, message: str, headers: Any = ()) -> None:

@@ -12,12 +12,9 @@ from __future__ import annotations
 import contextlib
 import random
 import re
-import time
 from collections.abc import Iterator
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from service.logs import REQUEST_ID, AccessLog
+from service.logs import REQUEST_ID
 
 HEADER = "x-request-id"
 _HEADER_BYTES = HEADER.encode()
@@ -44,39 +41,3 @@ def bound(request_id: str) -> Iterator[str]:
         yield request_id
     finally:
         REQUEST_ID.reset(token)
-
-
-class RequestIdMiddleware:
-    """Takes or makes each HTTP request's id, returns it as a header, and logs access if asked."""
-
-    def __init__(self, app: ASGIApp, log_access: bool = False) -> None:
-        self.app = app
-        # Asked for explicitly, so written whatever the server's log level.
-        self.access_log = AccessLog() if log_access else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = next((v for k, v in scope["headers"] if k == _HEADER_BYTES), None)
-        request_id = accept_or_new(incoming)
-        header = (_HEADER_BYTES, request_id.encode())
-        started = time.perf_counter()
-        status = 499  # stays so only if no response was sent: the client went away
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        token = REQUEST_ID.set(request_id)  # what `bound` does, minus its generator's cost
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            if self.access_log is not None:
-                model = scope.get("state", {}).get("model", "")
-                self.access_log.write(scope["method"], scope["path"], status,
-                                      time.perf_counter() - started, model)  # fmt: skip
-            REQUEST_ID.reset(token)
