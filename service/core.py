@@ -30,16 +30,24 @@ class DataPlane:
         version: int | None,
         encode: Callable[[Codec], np.ndarray],
         count: int | None = None,
+        observe: bool = True,
     ) -> tuple[ServedVersion, np.ndarray]:
         """Run `encode(codec)`'s rows through the live version's batcher; outputs in row order.
 
         `count`, the rows the request will encode to where the route knows it from the parsed
         body, lets the batcher admit (or refuse) the request before paying for the encoding.
+        `observe=False` keeps rows that are not the client's inputs (explanations' occlusion
+        variants) out of the input and prediction signals.
         """
         served = self.repository.live(name, version)
         request.state.model = name
         # No await between resolving the version and being admitted by its batcher: a swap in
         # between could otherwise retire the version this request holds.
+        if self.signals is None or not observe:
+            outputs = await served.batcher.predict(
+                lambda: encode(served.codec), self.settings.request_timeout_s, count
+            )
+            return served, outputs
         encoded: list[np.ndarray] = []
 
         def encode_rows() -> np.ndarray:
@@ -48,8 +56,7 @@ class DataPlane:
             return rows
 
         outputs = await served.batcher.predict(encode_rows, self.settings.request_timeout_s, count)
-        if self.signals is not None:
-            self.signals.observe(name, served.codec, encoded[0], outputs)
+        self.signals.observe(name, served.codec, encoded[0], outputs)
         return served, outputs
 
 

@@ -125,5 +125,5 @@ async def explain(
         made.append(occlude(codec, max_rows))
         return made[0].rows
 
-    served, outputs = await plane.predict(request, name, version, encode)
+    served, outputs = await plane.predict(request, name, version, encode, observe=False)
     return served, explained_predictions(served.codec, made[0], outputs, top_k)

@@ -7,9 +7,11 @@ so a scrape that lands on any worker sees the whole server.
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -101,6 +103,20 @@ _BEFORE_SCRAPE: list[weakref.WeakMethod[Callable[[], None]]] = []
 def before_scrape(flush: Callable[[], None]) -> None:
     """Have `exposition` call the bound method `flush` first (for as long as its object lives)."""
     _BEFORE_SCRAPE.append(weakref.WeakMethod(flush))  # type: ignore[arg-type]
+
+
+@functools.cache
+def _request_series(model: str, route: str, status: int) -> tuple[Any, Any]:
+    # labels() validates and locks on every call; the series are few (models × routes × codes),
+    # so each is looked up once.
+    return REQUESTS.labels(model, route, str(status)), REQUEST_LATENCY.labels(model, route)
+
+
+def observe_request(model: str, route: str, status: int, seconds: float) -> None:
+    """Count and time one answered request, HTTP or gRPC alike."""
+    requests, latency = _request_series(model, route, status)
+    requests.inc()
+    latency.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -14,9 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 from service.logs import REQUEST_ID, AccessLog
-from service.requestid import HEADER, accept_or_new
+from service.requestid import HEADER_BYTES as _REQUEST_ID_HEADER
+from service.requestid import accept_or_new
 
-_REQUEST_ID_HEADER = HEADER.encode()
 _UNMEASURED = {"/metrics", "/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json"}
 
 
@@ -74,23 +74,8 @@ class RequestMiddleware:
 
     def __init__(self, app: ASGIApp, log_access: bool = False) -> None:
         self.app = app
-        # prometheus_client's labels() validates and locks on every call; the series are few
-        # (models × routes × codes), so look each up once.
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         # Asked for explicitly, so written whatever the server's log level.
         self.access_log = AccessLog() if log_access else None
-
-    def _observe(self, model: str, route: str, status: int, seconds: float) -> None:
-        key = (model, route, status)
-        series = self._series.get(key)
-        if series is None:
-            series = (
-                metrics.REQUESTS.labels(model, route, str(status)),
-                metrics.REQUEST_LATENCY.labels(model, route),
-            )
-            self._series[key] = series
-        series[0].inc()
-        series[1].observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,7 +103,7 @@ class RequestMiddleware:
             model = scope.get("state", {}).get("model", "")
             if scope["path"] not in _UNMEASURED:
                 route_path = getattr(scope.get("route"), "path_format", "unmatched")
-                self._observe(model, route_path, status, seconds)
+                metrics.observe_request(model, route_path, status, seconds)
             if self.access_log is not None:
                 self.access_log.write(scope["method"], scope["path"], status, seconds, model)
             REQUEST_ID.reset(token)

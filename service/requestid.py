@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from service.logs import REQUEST_ID
 
 HEADER = "x-request-id"
-_HEADER_BYTES = HEADER.encode()
+HEADER_BYTES = HEADER.encode()
 _USABLE = re.compile(r"[!-~]{1,128}")
 
 # Ids need to be unique, not secret: a PRNG seeded from the OS is 4x cheaper than os.urandom.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -155,7 +154,7 @@ def _rpc(
         finally:
             if measured:
                 model = call.scope["state"].get("model", "")
-                _observe(model, route, status, time.perf_counter() - started)
+                metrics.observe_request(model, route, status, time.perf_counter() - started)
 
     return method
 
@@ -189,18 +188,3 @@ def _status(error: Exception, call: Request) -> tuple[int, grpc.StatusCode, str,
         log.error("%s: %s", call.url.path, error.message)
     code = _CODES.get(error.status_code, grpc.StatusCode.INTERNAL)
     return error.status_code, code, error.message, trailing
-
-
-@functools.cache
-def _series(model: str, route: str, status: int) -> tuple[Any, Any]:
-    # labels() validates and locks on each call; the series are few, so look each up once.
-    return (
-        metrics.REQUESTS.labels(model, route, str(status)),
-        metrics.REQUEST_LATENCY.labels(model, route),
-    )
-
-
-def _observe(model: str, route: str, status: int, seconds: float) -> None:
-    requests, latency = _series(model, route, status)
-    requests.inc()
-    latency.observe(seconds)
