@@ -12,14 +12,18 @@ checks (`check_port_free`) that no other process holds it, and fails loudly if o
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
 from service.dataplane.plane import DataPlane
 from service.grpc import servicer
+from service.process.budget import shutdown_budget
+from service.process.drain import DRAIN
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 # req/s, 64 threads batches of 10.6 and 2.2k req/s. A full queue answers UNAVAILABLE at once,
 # so overload does not hold threads.
 CALL_THREADS = 64
+
+_STOP_WITH_HTTP: dict[int, Callable[[], object]] = {}  # by id() of each started server
 
 
 def address(host: str, port: int) -> str:
@@ -77,11 +83,17 @@ async def start(plane: DataPlane, settings: Settings) -> grpc.Server | None:
         raise _in_use(settings.host, settings.grpc_port, "bind failed") from None
     server.start()
     log.info("gRPC (Open Inference Protocol) serving on %s", where)
+    # When this process stops accepting (its drain window over), gRPC stops taking calls at
+    # the same moment as HTTP, and both finish what they accepted side by side.
+    grace_s = shutdown_budget(settings).grpc_grace_s
+    _STOP_WITH_HTTP[id(server)] = functools.partial(server.stop, grace_s)
+    DRAIN.on_stop_accepting(_STOP_WITH_HTTP[id(server)])
     return server
 
 
 async def stop(server: grpc.Server | None, grace_s: float) -> None:
     """Refuse new calls and let the calls in flight finish, for at most `grace_s`."""
     if server is not None:
+        DRAIN.forget(_STOP_WITH_HTTP.pop(id(server), None))
         # Wait off the loop: the calls in flight need it to finish.
         await asyncio.to_thread(server.stop(grace_s).wait)

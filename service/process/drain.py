@@ -40,9 +40,9 @@ class DrainState:
                 return
         callback()
 
-    def forget(self, callback: Callable[[], object]) -> None:
+    def forget(self, callback: Callable[[], object] | None) -> None:
         with self._lock:
-            if callback in self._on_stop:
+            if callback is not None and callback in self._on_stop:
                 self._on_stop.remove(callback)
 
     def stop_accepting(self) -> None:

@@ -92,7 +92,7 @@ def uvicorn_options(settings: Settings, listener: socket.socket | None) -> dict[
         )  # fmt: skip
         return {"limit_concurrency": cap}
     limits = ConnectionLimits(settings.header_timeout_s, cap, listener)
-    protocol: type[asyncio.Protocol] = _guarded_protocol()
+    protocol: Callable[..., asyncio.Protocol] = _guarded_protocol()
     return {"http": functools.partial(protocol, limits=limits)}
 
 
