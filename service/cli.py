@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     if settings.grpc_port:
-        from service.grpc.server import check_port_free
+        from service.process.ports import check_port_free
 
         check_port_free(settings.host, settings.grpc_port)  # before the workers share it
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):

@@ -6,7 +6,8 @@ beside the REST requests, through the same DataPlane and batchers (see `servicer
 Every worker process of one server serves gRPC on the same port: grpcio binds with
 SO_REUSEPORT when `workers > 1`, and the kernel spreads connections over the workers. That
 option would also let a second, unrelated server join the port silently, so `dlwp serve` first
-checks (`check_port_free`) that no other process holds it, and fails loudly if one does.
+checks (`service.process.ports.check_port_free`) that no other process holds it, and fails
+loudly if one does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,6 +24,7 @@ from service.dataplane.plane import DataPlane
 from service.grpc import servicer
 from service.process.budget import shutdown_budget
 from service.process.drain import DRAIN
+from service.process.ports import in_use
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,26 +41,6 @@ _STOP_WITH_HTTP: dict[int, Callable[[], object]] = {}  # by id() of each started
 
 def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _in_use(host: str, port: int, reason: str) -> ValueError:
-    return ValueError(
-        f"gRPC port {port} on {host} is already in use ({reason}): stop the process holding "
-        "it, or choose another with --grpc-port / DLWP_GRPC_PORT (0 turns gRPC off)"
-    )
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Raise ValueError if any process already listens on (host, port)."""
-    for family, kind, proto, _, where in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        with socket.socket(family, kind, proto) as probe:
-            # Without SO_REUSEPORT, a bind fails while anyone listens there (grpcio included);
-            # SO_REUSEADDR only ignores closed connections of an earlier run.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(where)
-            except OSError as error:
-                raise _in_use(host, port, error.strerror or str(error)) from None
 
 
 async def start(plane: DataPlane, settings: Settings) -> grpc.Server | None:
@@ -80,7 +61,7 @@ async def start(plane: DataPlane, settings: Settings) -> grpc.Server | None:
     try:
         server.add_insecure_port(where)
     except RuntimeError:
-        raise _in_use(settings.host, settings.grpc_port, "bind failed") from None
+        raise in_use(settings.host, settings.grpc_port, "bind failed") from None
     server.start()
     log.info("gRPC (Open Inference Protocol) serving on %s", where)
     # When this process stops accepting (its drain window over), gRPC stops taking calls at

@@ -109,12 +109,12 @@ class Supervisor:
     def _reap(self, slot: _Slot) -> None:
         process, slot.process = slot.process, None
         assert process is not None and process.pid is not None
-        code = process.exitcode
+        pid, code = process.pid, process.exitcode
         process.close()
         if os.environ.get(MULTIPROC_ENV):
             from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
         if self.stop_signal is not None:
             if code not in (0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL):
                 self.exit_code = 1
@@ -128,7 +128,7 @@ class Supervisor:
         slot.quick_deaths = slot.quick_deaths + 1 if lived < SHORT_LIFE_S else 0
         pause = min(BACKOFF_S[1], BACKOFF_S[0] * 2 ** (slot.quick_deaths - 1)) \
             if slot.quick_deaths else 0.0  # fmt: skip
-        log.error("worker %d died (%s) after %.1f s; starting another%s", process.pid,
+        log.error("worker %d died (%s) after %.1f s; starting another%s", pid,
                   _describe(code), lived, f" in {pause:g} s" if pause else "")  # fmt: skip
         slot.start_at = time.monotonic() + pause
 
