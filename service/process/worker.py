@@ -44,18 +44,9 @@ def run(listener: socket.socket, supervisor_pid: int) -> None:
     signal.signal(DRAIN_SIGNAL, lambda signum, frame: early.append(signum))
     os.setpgid(0, 0)
     settings = Settings()
-    from service.process.transport import uvicorn_options
-    from service.rest.app import create_app
-
-    guard = RequestGuard(create_app(settings), settings.body_timeout_s)
-    config = uvicorn.Config(
-        guard,
-        loop="uvloop",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=shutdown_budget(settings).finish_s,
-        **uvicorn_options(settings, listener),
-    )
+    config = build(settings, listener)
+    guard = config.app
+    assert isinstance(guard, RequestGuard)
     server = uvicorn.Server(config)
     worker = _Worker(server, guard, settings.drain_seconds)
     signal.signal(DRAIN_SIGNAL, worker.on_drain_signal)
@@ -71,6 +62,21 @@ def run(listener: socket.socket, supervisor_pid: int) -> None:
     worker.report()
     if not server.started:
         raise SystemExit(3)  # uvicorn's STARTUP_FAILURE
+
+
+def build(settings: Settings, listener: socket.socket | None) -> uvicorn.Config:
+    """The worker's uvicorn configuration, its app built and wrapped in the `RequestGuard`."""
+    from service.process.transport import uvicorn_options
+    from service.rest.app import create_app
+
+    return uvicorn.Config(
+        RequestGuard(create_app(settings), settings.body_timeout_s),
+        loop="uvloop",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=shutdown_budget(settings).finish_s,
+        **uvicorn_options(settings, listener),
+    )
 
 
 def _stopped_already(signum: int, frame: FrameType | None) -> None:
