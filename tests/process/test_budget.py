@@ -1,4 +1,4 @@
-"""How long a stop may take, from the settings: what the manifests' grace periods are checked against."""
+"""How long a stop may take, from the settings (the manifests are checked against it)."""
 
 from __future__ import annotations
 
