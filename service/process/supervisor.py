@@ -37,7 +37,6 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STARTUP_FAILURE = 3
 # A worker that dies sooner than this after starting is restarted after a growing pause.
 SHORT_LIFE_S = 10.0
 BACKOFF_S = (0.5, 30.0)  # first pause, longest pause
@@ -117,11 +116,11 @@ class Supervisor:
             multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
         if self.stop_signal is not None:
             if code not in (0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL):
-                self.exit_code = 1
+                self.exit_code = self.exit_code or 1
             return
-        if code == STARTUP_FAILURE:
-            log.error("a worker could not start (exit code 3): stopping the server")
-            self.exit_code = STARTUP_FAILURE
+        if code == worker.STARTUP_FAILURE:
+            log.error("a worker could not start (exit code 3, its log says why): stopping")
+            self.exit_code = worker.STARTUP_FAILURE
             self._begin_stop(signal.SIGINT)
             return
         lived = time.monotonic() - slot.started_at
@@ -156,7 +155,7 @@ class Supervisor:
 
     def _kill_all(self, running: list[BaseProcess]) -> None:
         log.error("%d workers still running past the stop's budget: killing them", len(running))
-        self.exit_code = 1
+        self.exit_code = self.exit_code or 1
         for process in running:
             process.kill()
         self.stop_deadline = float("inf")

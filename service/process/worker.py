@@ -33,6 +33,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 DRAIN_SIGNAL = signal.SIGUSR1
+STARTUP_FAILURE = 3  # uvicorn's own exit code when the app's start-up fails
 _PARENT_CHECK_S = 1.0
 
 
@@ -43,8 +44,12 @@ def run(listener: socket.socket, supervisor_pid: int) -> None:
     early: list[int] = []
     signal.signal(DRAIN_SIGNAL, lambda signum, frame: early.append(signum))
     os.setpgid(0, 0)
-    settings = Settings()
-    config = build(settings, listener)
+    try:
+        settings = Settings()
+        config = build(settings, listener)
+    except Exception:  # a setting or a repository this worker cannot serve: no use retrying
+        log.exception("the worker could not start")
+        raise SystemExit(STARTUP_FAILURE) from None
     guard = config.app
     assert isinstance(guard, RequestGuard)
     server = uvicorn.Server(config)
@@ -61,7 +66,7 @@ def run(listener: socket.socket, supervisor_pid: int) -> None:
     server.run(sockets=[listener])
     worker.report()
     if not server.started:
-        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE
+        raise SystemExit(STARTUP_FAILURE)
 
 
 def build(settings: Settings, listener: socket.socket | None) -> uvicorn.Config:
