@@ -243,7 +243,7 @@ def _match(pattern: Any, value: Any, where: str) -> str | None:
         if abs(value - pattern) > 10.0**-pattern.decimals + 1e-9:
             return f"{where}: expected {pattern} (±{10.0 ** -pattern.decimals:g}), got {value}"
         return None
-    if pattern != value or type(pattern) is not type(value) and not _both_numbers(pattern, value):
+    if pattern != value or (type(pattern) is not type(value) and not _both_numbers(pattern, value)):
         return f"{where}: expected {pattern!r}, got {value!r}"
     return None
 

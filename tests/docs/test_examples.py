@@ -34,8 +34,8 @@ def pointed_at(code: str, server: ServerProcess) -> str:
 
 
 def run(example: Example, server: ServerProcess) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DLWP_URL": server.url,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "DLWP_URL": server.url, "PATH": path}
     env.pop("DLWP_API_KEY", None)
     code = pointed_at(example.code, server)
     command = (
@@ -71,7 +71,9 @@ def test_the_readme_and_the_docs_have_examples_that_run() -> None:
 
 def test_ellipsis_allows_more_members_and_items_but_labels_must_match() -> None:
     expected = '{"model": "imdb", "predictions": [{"label": "positive", "score": 0.73}, ...], ...}'
-    close = '{"model": "imdb", "version": 1, "predictions": [{"label": "positive", "score": 0.7269}]}'
+    close = (
+        '{"model": "imdb", "version": 1, "predictions": [{"label": "positive", "score": 0.7269}]}'
+    )
     wrong_label = '{"model": "imdb", "predictions": [{"label": "negative", "score": 0.7269}]}'
 
     assert mismatch(expected, close, "json") is None
