@@ -39,6 +39,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     end: int  # 1-based line of the closing fence
     skip: str | None  # the reason, when marked to skip
+    problem: str | None  # a skip marker without its reason
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Example:
     expected: str | None
     expected_lang: str | None
     skip: str | None
+    problem: str | None = None  # a block that breaks the convention: its test fails, saying why
 
     @property
     def id(self) -> str:
@@ -72,23 +74,25 @@ def blocks(text: str) -> list[Block]:
         while end < len(lines) and not lines[end].strip().startswith(fence):
             body.append(lines[end][indent:] if lines[end][:indent].isspace() else lines[end])
             end += 1
+        skip, problem = _skip_reason(lines, index)
         found.append(Block(opening["lang"].lower(), "\n".join(body) + "\n", index + 1, end + 1,
-                           _skip_reason(lines, index)))  # fmt: skip
+                           skip, problem))  # fmt: skip
         index = end + 1
     return found
 
 
-def _skip_reason(lines: list[str], fence_index: int) -> str | None:
+def _skip_reason(lines: list[str], fence_index: int) -> tuple[str | None, str | None]:
+    """(the reason to skip the block, a problem with its marker), from the line before it."""
     before = fence_index - 1
     while before >= 0 and not lines[before].strip():
         before -= 1
     marker = SKIP.match(lines[before]) if before >= 0 else None
     if marker is None:
-        return None
+        return None, None
     why = (marker["why"] or "").strip()
     if not why:
-        raise ValueError(f"line {before + 1}: `example: skip` needs a reason in parentheses")
-    return why
+        return None, "`<!-- example: skip -->` needs its reason: `<!-- example: skip (why) -->`"
+    return why, None
 
 
 def examples(path: Path) -> list[Example]:
@@ -97,10 +101,11 @@ def examples(path: Path) -> list[Example]:
     found, lines = blocks(text), text.splitlines()
     result: list[Example] = []
     for position, block in enumerate(found):
+        problem = block.problem
         if block.lang in REFUSED:
-            raise ValueError(f"{path.name}:{block.line}: ```{block.lang} is not run by the "
-                             "example test: write ```bash (or ```python) and an output block")
-        if block.lang not in RUNNABLE:
+            problem = (f"```{block.lang} is not run by the example test: write ```bash (or "
+                       "```python), then its output in a ```json or ```text block")  # fmt: skip
+        elif block.lang not in RUNNABLE:
             continue
         following = found[position + 1] if position + 1 < len(found) else None
         expected = None
@@ -109,7 +114,8 @@ def examples(path: Path) -> list[Example]:
             expected = following  # only blank lines between the two blocks
         result.append(Example(path, block.line, block.lang, block.code,
                               expected.code if expected else None,
-                              expected.lang if expected else None, block.skip))  # fmt: skip
+                              expected.lang if expected else None, block.skip,
+                              problem))  # fmt: skip
     return result
 
 

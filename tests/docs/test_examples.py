@@ -48,8 +48,9 @@ def run(example: Example, server: ServerProcess) -> subprocess.CompletedProcess[
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])
 def test_example_answers_as_printed(example: Example, server: ServerProcess) -> None:
+    assert example.problem is None, f"{example.id}: {example.problem}"
     if example.skip:
-        pytest.skip(example.skip)
+        pytest.skip(f"{example.id}: {example.skip}")
     result = run(example, server)
     assert result.returncode == 0, (
         f"{example.id} exited {result.returncode}:\n{example.code}\n{result.stderr[-2000:]}"
@@ -89,6 +90,15 @@ def test_a_number_matches_within_one_unit_of_its_last_printed_digit() -> None:
 def test_an_object_without_ellipsis_refuses_unexpected_members() -> None:
     assert mismatch('{"ready": true}', '{"ready": true, "extra": 1}', "json") is not None
     assert json_pattern('{"a": ...}') == [{"a": "\x00more:any"}]
+
+
+def test_a_console_block_or_a_skip_without_reason_is_a_failing_example(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```console\n$ curl x\n```\n\n<!-- example: skip -->\n```bash\nmake\n```\n")
+
+    problems = [example.problem for example in examples(page)]
+
+    assert len(problems) == 2 and all(problems), problems
 
 
 def test_text_output_matches_lines_with_ellipsis_and_numbers() -> None:
