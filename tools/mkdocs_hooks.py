@@ -13,6 +13,7 @@ server or loads a model: the app is built and asked for its document without its
 
 from __future__ import annotations
 
+import html
 import importlib
 import json
 import re
@@ -65,6 +66,14 @@ def openapi() -> dict[str, Any]:
     return document
 
 
+def cell(text: str) -> str:
+    """Text from the code as a Markdown table cell: no raw HTML, no column breaks."""
+    # Code spans show their text as it is; only the prose between them needs escaping.
+    parts = re.split(r"(`[^`]*`)", text)
+    escaped = (p if p.startswith("`") else html.escape(p, quote=False) for p in parts)
+    return "".join(escaped).replace("|", "\\|")
+
+
 def routes() -> str:
     """One table per tag: method, path, what it does, the status codes it documents."""
     by_tag: dict[str, list[str]] = {}
@@ -72,7 +81,8 @@ def routes() -> str:
         for method in sorted(operations, key=METHOD_ORDER.index):
             operation = operations[method]
             codes = ", ".join(sorted(operation.get("responses", {})))
-            row = f"| `{method.upper()}` | `{path}` | {operation.get('summary', '')} | {codes} |"
+            summary = cell(operation.get("summary", ""))
+            row = f"| `{method.upper()}` | `{path}` | {summary} | {codes} |"
             by_tag.setdefault((operation.get("tags") or ["other"])[0], []).append(row)
     sections = []
     for tag, rows in by_tag.items():
@@ -91,7 +101,7 @@ def settings() -> str:
         if isinstance(default, Path):  # the checkout's own folder: say so, not where it sits here
             default = "models/ of the checkout" if default.name == "models" else default
         default = "—" if default in (None, "") else f"`{default}`"
-        rows.append(f"| `DLWP_{name.upper()}` | {default} | {field.description or ''} |")
+        rows.append(f"| `DLWP_{name.upper()}` | {default} | {cell(field.description or '')} |")
     return "\n".join(rows)
 
 
@@ -104,7 +114,7 @@ def metrics() -> str:
     for family in sorted(REGISTRY.collect(), key=lambda f: f.name):
         if family.name.startswith("dlwp_"):
             name = family.name + ("_total" if family.type == "counter" else "")
-            rows.append(f"| `{name}` | {family.type} | {family.documentation} |")
+            rows.append(f"| `{name}` | {family.type} | {cell(family.documentation)} |")
     return "\n".join(rows)
 
 
@@ -117,7 +127,7 @@ def layout() -> str:
     for init in sorted(root.glob("*/__init__.py")):
         module = importlib.import_module(f"service.{init.parent.name}")
         summary = " ".join((module.__doc__ or "").split())
-        rows.append(f"| `service/{init.parent.name}/` | {summary} |")
+        rows.append(f"| `service/{init.parent.name}/` | {cell(summary)} |")
     return "\n".join(rows)
 
 

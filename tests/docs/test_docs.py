@@ -59,3 +59,13 @@ def test_make_bench_writes_its_tables_under_headings_with_the_machine() -> None:
     assert "## gRPC" not in page  # a section the run did not measure is left out
     assert "- **Command**: `python loadtests/bench.py`" in page
     assert re.search(r"- \*\*CPU\*\*: .+, \d+ cores", page)
+
+
+CODE_PATH = re.compile(r"`(?P<path>(?:service|training|tests|loadtests|deploy|tools)/[\w./-]*)`")
+
+
+def test_every_code_path_the_pages_name_exists() -> None:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = {m["path"].rstrip("/") for page in pages for m in CODE_PATH.finditer(page.read_text())}
+    missing = sorted(path for path in named if not (REPO / path).exists())
+    assert missing == []
