@@ -277,8 +277,10 @@ def machine() -> dict[str, str]:
     import platform
     from importlib import metadata
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpuinfo = Path("/proc/cpuinfo")  # Linux; elsewhere platform.processor() says what it can
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())  # fmt: skip
     versions = []
     for package in ("tensorflow", "keras", "numpy", "uvicorn", "fastapi", "grpcio", "jax"):
         try:
