@@ -1,4 +1,4 @@
-"""Protocol messages ↔ the tensors and answers the V2 REST routes use (one converter each).
+"""Protocol messages ↔ the Open Inference Protocol's neutral form (`service.protocols.v2`).
 
 Inputs become the same `{name: values}` the REST route decodes, through the same
 `tensors.decode_input`, so both fronts accept, convert and refuse tensors alike.
@@ -12,10 +12,8 @@ import numpy as np
 
 from service.errors import BadRequestError, InvalidInputError
 from service.grpc import protocol
-from service.protocols import schemas, tensors
+from service.protocols import schemas, tensors, v2
 from service.repository.repository import ServedVersion
-from service.rest.deps import parse_version
-from service.rest.routes import v2
 
 # The typed-contents field that carries each datatype's elements. FP16 has none (raw only).
 CONTENTS_FIELD = {
@@ -24,11 +22,6 @@ CONTENTS_FIELD = {
     "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
     "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }  # fmt: skip
-
-
-def version_of(text: str) -> int | None:
-    """A request's `version` string: empty means the served one; otherwise an integer (400)."""
-    return parse_version(text) if text else None
 
 
 def decode_inputs(request: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -98,8 +91,8 @@ def infer_response(
 
 
 def model_metadata(served: ServedVersion) -> Any:
-    """The REST metadata of a served version, as a ModelMetadataResponse."""
-    meta = v2.metadata(served)
+    """A served version's metadata (as REST answers it), as a ModelMetadataResponse."""
+    meta = v2.model_metadata(served)
     return protocol.ModelMetadataResponse(
         name=meta["name"],
         versions=meta["versions"],
