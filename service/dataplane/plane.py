@@ -10,8 +10,7 @@ them, and the encoded inputs. Nothing here knows HTTP or gRPC.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -32,8 +31,7 @@ vocabulary and preprocessing, so the same work can run on any version of the mod
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Inference:
+class Inference(NamedTuple):  # a tuple: immutable, and made in a third of a frozen dataclass' time
     """The answer of one call: outputs in row order, and the version that computed them."""
 
     served: ServedVersion  # the version that answered: its name, number, codec and manifest
