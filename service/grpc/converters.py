@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from service.dataplane.plane import Inference
 from service.errors import BadRequestError, InvalidInputError
 from service.grpc import protocol
 from service.protocols import schemas, tensors, v2
@@ -74,13 +73,11 @@ def _typed_data(tensor: Any) -> Any:
     return list(data) if field == "bytes_contents" else data
 
 
-def infer_response(
-    served: ServedVersion, output_name: str, outputs: np.ndarray, raw: bool, request_id: str
-) -> Any:
+def infer_response(inference: Inference, output_name: str, raw: bool, request_id: str) -> Any:
     """The model's outputs as a ModelInferResponse: raw contents, or typed ones."""
-    spec, data = tensors.encode_output(output_name, outputs, raw)
+    spec, data = tensors.encode_output(output_name, inference.outputs, raw)
     response = protocol.ModelInferResponse(
-        model_name=served.name, model_version=str(served.version), id=request_id
+        model_name=inference.model, model_version=str(inference.version), id=request_id
     )
     tensor = response.outputs.add(name=spec["name"], datatype=spec["datatype"], shape=spec["shape"])
     if raw:

@@ -86,9 +86,9 @@ def handlers(plane: DataPlane, loop: asyncio.AbstractEventLoop) -> grpc.GenericR
         served = plane.resolve(name, version)
         call.model = served.name
         inference = await plane.run(served, encode)
-        output_name = v2.check_outputs(served, wanted)
+        output_name = v2.check_outputs(inference.served, wanted)
         raw = bool(message.raw_input_contents)  # answer raw to a client that sent raw
-        return converters.infer_response(served, output_name, inference.outputs, raw, message.id)
+        return converters.infer_response(inference, output_name, raw, message.id)
 
     rpcs: dict[str, tuple[Handler, Any, bool]] = {
         # name: (handler, request class, measured like the REST route it mirrors)

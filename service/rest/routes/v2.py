@@ -178,13 +178,13 @@ async def _infer(name: str, version: int | None, request: Request) -> Response:
 
     served = resolve(request, name, version)
     inference = await plane_of(request).run(served, encode)
-    output_name = v2.check_outputs(served, wanted)
+    output_name = v2.check_outputs(inference.served, wanted)
     if not wanted or output_name in wanted:
         binary_out = wanted.get(output_name, binary_out)
     spec, raw = tensors.encode_output(output_name, inference.outputs, binary_out)
     response: dict[str, Any] = {
-        "model_name": served.name,
-        "model_version": str(served.version),
+        "model_name": inference.model,
+        "model_version": str(inference.version),
         "outputs": [spec],
     }
     if payload.id is not None:
