@@ -11,7 +11,7 @@ BACKEND ?= tensorflow
 CUDA ?= 0
 IMAGE ?= dlwp-serving
 
-.PHONY: install serve test lint train evaluate wrk bench loadtest soak proto clean lock lock-upgrade \
+.PHONY: install serve test lint docs train evaluate wrk bench bench-ab loadtest soak proto clean lock lock-upgrade \
 	lean wheels image
 
 install: $(VENV)/.installed
@@ -63,6 +63,10 @@ lint: install
 	$(BIN)/ruff check service training tests loadtests tools
 	$(BIN)/mypy
 
+# The documentation site in site/, offline; --strict: a broken link or a missing page fails it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 # Retrain every book model into models/ (data: $DLWP_DATA_DIR, else ../shared/datasets if present, else download).
 train: install
 	DLWP_DATA_DIR=$${DLWP_DATA_DIR:-$(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)} $(BIN)/dlwp train all
@@ -77,6 +81,10 @@ wrk:
 
 bench: install wrk lean
 	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
+
+# This tree against an earlier commit, interleaved in one run: `make bench-ab BASE=<git ref>`.
+bench-ab: install wrk
+	$(BIN)/python loadtests/bench_ab.py --base $(BASE) $(BENCH_ARGS)
 
 loadtest: install
 	$(BIN)/python loadtests/run_locust.py
