@@ -221,10 +221,10 @@ def _probe_during_drain(url: str) -> tuple[set[int], set[int]]:
     """Readiness and liveness codes seen by fresh connections until the drain window ends."""
     ready: set[int] = set()
     live: set[int] = set()
-    deadline = time.monotonic() + 1.0  # inside the 1.5 s window (+ the supervisor's 0.5 s tick)
     no_reuse = httpx.Limits(max_keepalive_connections=0)
     with httpx.Client(base_url=url, timeout=5, limits=no_reuse) as http:
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 1.0  # well inside the 4 s window
+        while not ready or time.monotonic() < deadline:
             ready.add(http.get("/v2/health/ready").status_code)
             live.add(http.get("/v2/health/live").status_code)
     return ready, live
