@@ -39,7 +39,7 @@ from collections.abc import Iterator  # noqa: E402
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from loadtests.server_process import ServerProcess  # noqa: E402
+from tests.support.servers import ServerProcess  # noqa: E402
 
 
 def make_client(**settings: object) -> TestClient:

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from loadtests.server_process import REPO, ServerProcess, free_port
+from tests.support.servers import REPO, ServerProcess, free_port
 
 from ..conftest import make_client
 

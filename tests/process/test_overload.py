@@ -17,10 +17,10 @@ import httpx
 import numpy as np
 import pytest
 
-from loadtests.server_process import ServerProcess
 from service.dataplane.batching import Batcher
 from service.errors import PayloadTooLargeError, UnavailableError
 from tests.conftest import COMMITTED_MODELS
+from tests.support.servers import ServerProcess
 
 QUEUE_ROWS = 8
 MAX_CONNECTIONS = 48
