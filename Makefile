@@ -62,6 +62,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff check service training tests loadtests tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Retrain every book model into models/ (data: $DLWP_DATA_DIR, else ../shared/datasets if present, else download).
 train: install

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from service.dataplane.batching import Batcher, BatchStats
+from service.model.batching import Batcher, BatchStats
 from service.errors import ArtifactError, LoadFailedError, ModelNotFoundError, UnavailableError
 from service.model import artifacts
 from service.model.artifacts import Manifest

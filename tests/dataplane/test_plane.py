@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from service.dataplane.batching import Batcher
+from service.model.batching import Batcher
 from service.dataplane.plane import DataPlane, Inference
 from service.errors import ModelNotFoundError, UnavailableError
 from service.model import artifacts

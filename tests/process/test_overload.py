@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.dataplane.batching import Batcher
+from service.model.batching import Batcher
 from service.errors import PayloadTooLargeError, UnavailableError
 from tests.conftest import COMMITTED_MODELS
 from tests.support.servers import ServerProcess
