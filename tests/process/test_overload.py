@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from service.model.batching import Batcher
 from service.errors import PayloadTooLargeError, UnavailableError
+from service.model.batching import Batcher
 from tests.conftest import COMMITTED_MODELS
 from tests.support.servers import ServerProcess
 
