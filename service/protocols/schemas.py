@@ -189,6 +189,9 @@ def parse(model: type[Body], body: Any, error: type[DlwpError] = InvalidInputErr
 ERROR_DESCRIPTIONS = {
     400: "Malformed request: not JSON, or a field of the wrong type or shape",
     401: "The API key is missing or wrong (only when DLWP_API_KEY is set)",
+    403: "Refused: a request a web page on another site could send (a Content-Type other "
+    "than application/json, or another site's Origin), or control is off (listening beyond "
+    "loopback with no DLWP_API_KEY)",
     404: "Unknown model or version",
     413: "The body is over DLWP_MAX_BODY_BYTES",
     415: "Unsupported content type",
