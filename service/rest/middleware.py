@@ -71,9 +71,10 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_bytes:
-                # Read (and drop) a little more, up to the limit again, so a client that has
-                # already sent its whole body sees the answer rather than a reset connection.
-                await _discard(receive, self.max_bytes)
+                if message.get("more_body", False):
+                    # Read (and drop) a little more, up to the limit again, so a client that has
+                    # already sent its whole body sees the answer, not a reset connection.
+                    await _discard(receive, self.max_bytes)
                 return _Unread.TOO_LARGE
             chunks.append(chunk)
             if not message.get("more_body", False):
