@@ -183,3 +183,18 @@ def test_a_non_ascii_token_gets_401_from_a_live_server(models):
 
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     assert b'"error"' in answer
+
+
+def test_tritonclient_loads_and_unloads_unchanged(live):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(live.url.removeprefix("http://"))
+    try:
+        client.unload_model("imdb")
+        unloaded = client.is_model_ready("imdb")
+        client.load_model("imdb")
+        loaded = client.is_model_ready("imdb")
+    finally:
+        client.close()
+
+    assert (unloaded, loaded) == (False, True)
