@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.rest.middleware import send_error
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/v2/repository/"
 READ_PATHS = frozenset({"/v2/repository/index"})
@@ -66,6 +69,7 @@ class ControlGuard:
                 "loopback, with no API key. To turn it on, start the server with DLWP_API_KEY "
                 "set to a secret and send 'Authorization: Bearer <the secret>' with each call"
             )
+            log.warning("%s", self.off)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_control(scope["method"], scope["path"]):

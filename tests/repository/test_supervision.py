@@ -67,6 +67,27 @@ def test_a_failing_loop_is_counted_retried_reported_and_recovers():
     assert _failures("test-flaky") == before + 4
 
 
+class _Fatal(BaseException):
+    """Not an Exception: what the loop does not catch, so the loop ends."""
+
+
+def test_a_loop_that_died_is_reported():
+    async def fatal() -> None:
+        raise _Fatal("out of the loop")
+
+    async def run() -> str | None:
+        supervisor = Supervisor()
+        supervisor.start("test-fatal", fatal, interval_s=0.001)
+        await asyncio.sleep(0.05)
+        trouble = supervisor.trouble
+        await supervisor.stop()
+        return trouble
+
+    trouble = asyncio.run(run())
+
+    assert trouble is not None and "test-fatal" in trouble and "stopped" in trouble
+
+
 def test_an_unusable_state_folder_turns_readiness_to_503_until_it_is_usable_again(tmp_path):
     models, state = tmp_path / "models", tmp_path / "state"
     shutil.copytree(COMMITTED_MODELS / "housing" / "1", models / "housing" / "1")
