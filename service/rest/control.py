@@ -11,7 +11,9 @@ unload. In order, a control request is refused:
    request with no `Content-Type` (no body, as curl and client libraries send) and no `Origin`
    is not a browser's cross-site request.
 2. 403 when the server listens beyond loopback with no `DLWP_API_KEY`: control is off, and the
-   answer says how to turn it on. Read routes are never refused.
+   answer says how to turn it on. Listening on loopback with no key, 403 unless the `Host` names
+   a loopback address: a page on another site can reach a loopback server under its own name
+   (DNS rebinding), and then its Origin matches the Host. Read routes are never refused.
 3. 401 when `DLWP_API_KEY` is set and `Authorization: Bearer <key>` does not carry it. The
    token is compared as bytes, in constant time: any bytes a client sends get 401, never 500.
 
@@ -62,6 +64,8 @@ class ControlGuard:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.key = settings.api_key.encode() if settings.api_key else None
+        # Without a key, a loopback server's only safeguard is that it is reached as itself.
+        self.loopback_only = self.key is None and is_loopback(settings.host)
         self.off: str | None = None
         if self.key is None and not is_loopback(settings.host):
             self.off = (
@@ -103,6 +107,13 @@ class ControlGuard:
             )
         if self.off is not None:
             return 403, self.off
+        if self.loopback_only and not _names_loopback(headers.get(b"host")):
+            shown = (headers.get(b"host") or b"").decode("latin-1")
+            return 403, (
+                f"repository control on a loopback-only server is refused under the name "
+                f"{shown!r} (a web page could reach this server under its own name): call it "
+                "as 127.0.0.1 or localhost, or set DLWP_API_KEY"
+            )
         if self.key is not None and not _bearer_matches(headers.get(b"authorization"), self.key):
             return 401, "this route needs the API key: send 'Authorization: Bearer <key>'"
         return None
@@ -115,6 +126,17 @@ def _same_origin(scope: Scope, origin: bytes, host: bytes | None) -> bool:
         host = f"{server[0]}:{server[1]}".encode() if server[1] else str(server[0]).encode()
     ours = _origin_of(f"{scheme}://{host.decode('latin-1')}")
     return ours is not None and ours == _origin_of(origin.decode("latin-1"))
+
+
+def _names_loopback(host: bytes | None) -> bool:
+    """Whether a Host header names this machine: localhost (or *.localhost), 127.x, [::1]."""
+    if host is None:  # HTTP/1.0: no name to be fooled by
+        return True
+    try:
+        name = urlsplit(f"//{host.decode('latin-1')}").hostname or ""
+    except ValueError:
+        return False
+    return is_loopback(name) or name.endswith(".localhost")
 
 
 def _origin_of(url: str) -> tuple[str, str, int | None] | None:

@@ -62,7 +62,7 @@ def test_a_cross_site_form_post_cannot_unload_a_model(local, form, origin):
 
 @pytest.mark.parametrize(
     "origin",
-    ["http://evil.example", "https://testserver", "http://testserver:8080", "null"],
+    ["http://evil.example", "https://127.0.0.1", "http://127.0.0.1:8080", "null"],
     ids=["other-site", "other-scheme", "other-port", "null"],
 )
 def test_json_from_another_origin_cannot_unload_a_model(local, origin):
@@ -76,9 +76,9 @@ def test_json_from_another_origin_cannot_unload_a_model(local, origin):
 def test_curl_client_libraries_and_the_servers_own_pages_keep_control(local):
     curl = local.post(UNLOAD)  # no body, no Content-Type
     library = local.post(LOAD, content=b"{}")  # a body, no Content-Type (tritonclient)
-    own_page = local.post(UNLOAD, json={}, headers={"Origin": "http://testserver"})
+    own_page = local.post(UNLOAD, json={}, headers={"Origin": "http://127.0.0.1"})
     own_page_again = local.post(LOAD, json={"parameters": {"version": 1}},
-                                headers={"Origin": "http://testserver:80"})  # fmt: skip
+                                headers={"Origin": "http://127.0.0.1:80"})  # fmt: skip
 
     assert [r.status_code for r in (curl, library, own_page, own_page_again)] == [200] * 4
     assert _imdb_served(local)
@@ -140,6 +140,26 @@ def test_every_post_under_the_repository_but_the_index_is_guarded(models):
 
         assert unknown.status_code == 403
         assert index.status_code == 200
+
+
+@pytest.mark.parametrize("host", ["localhost:8000", "127.0.0.2", "[::1]:8000", "app.localhost"])
+def test_a_loopback_server_takes_control_under_its_loopback_names(local, host):
+    unload = local.post(UNLOAD, headers={"Host": host})
+    load = local.post(LOAD, headers={"Host": host})
+
+    assert (unload.status_code, load.status_code) == (200, 200)
+
+
+def test_a_page_that_rebinds_its_name_to_loopback_cannot_unload_a_model(local):
+    # evil.example's page, its name now resolving to 127.0.0.1: same origin as far as the
+    # browser knows, so Origin and Host agree.
+    headers = {"Host": "evil.example:8000", "Origin": "http://evil.example:8000"}
+
+    response = local.post(UNLOAD, json={}, headers=headers)
+
+    assert response.status_code == 403
+    assert "DLWP_API_KEY" in response.json()["error"]
+    assert _imdb_served(local)
 
 
 # ---------------------------------------------------------------------- against a live server
