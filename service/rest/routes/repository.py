@@ -9,8 +9,9 @@ from fastapi.responses import Response
 
 from service.errors import BadRequestError
 from service.protocols import schemas
+from service.protocols.versions import parse_version
 from service.repository.desired_state import Pin
-from service.rest.deps import Repository, parse_version
+from service.rest.deps import Repository
 from service.rest.http import json_response, parse_json
 
 # Every route here but the index is repository control: `service.rest.control` guards it by
