@@ -13,9 +13,10 @@ loudly if one does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -78,3 +79,14 @@ async def stop(server: grpc.Server | None, grace_s: float) -> None:
         DRAIN.forget(_STOP_WITH_HTTP.pop(id(server), None))
         # Wait off the loop: the calls in flight need it to finish.
         await asyncio.to_thread(server.stop(grace_s).wait)
+
+
+@contextlib.asynccontextmanager
+async def serving(plane: DataPlane, settings: Settings) -> AsyncIterator[grpc.Server | None]:
+    """gRPC beside HTTP for as long as the app runs: a front for `service.rest.app.create_app`
+    (wired by `service.process.app`), started once the models are warm, stopped before them."""
+    server = await start(plane, settings)
+    try:
+        yield server
+    finally:
+        await stop(server, settings.request_timeout_s)

@@ -71,8 +71,8 @@ def run(listener: socket.socket, supervisor_pid: int) -> None:
 
 def build(settings: Settings, listener: socket.socket | None) -> uvicorn.Config:
     """The worker's uvicorn configuration, its app built and wrapped in the `RequestGuard`."""
+    from service.process.app import create_app
     from service.process.transport import uvicorn_options
-    from service.rest.app import create_app
 
     return uvicorn.Config(
         RequestGuard(create_app(settings), settings.body_timeout_s),

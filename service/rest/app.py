@@ -1,16 +1,16 @@
 """The FastAPI application factory: settings in, a wired app out.
 
-`uvicorn service.rest.app:create_app --factory` (what `dlwp serve` runs) builds one app per worker
-process. Each loads and warms every model before it takes its first connection.
+`service.process.app.create_app` (what `dlwp serve` runs) builds one app per worker process,
+with the gRPC front passed in: this transport never imports the other. Each loads and warms
+every model before it takes its first connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,13 +21,13 @@ from starlette.types import ASGIApp
 
 from service.dataplane.plane import DataPlane
 from service.errors import DlwpError
-from service.grpc import server as grpc_server
 from service.model.runtime import configure_backend, configure_threads
 from service.observability import metrics
 from service.observability.logs import configure_logging
 from service.protocols.schemas import with_error_bodies
 from service.protocols.v2 import SERVER_VERSION
 from service.repository.repository import ModelRepository
+from service.rest.control import ControlGuard
 from service.rest.hotpath import HotRoutes, response_for_error
 from service.rest.http import error_response
 from service.rest.middleware import BodyLimitMiddleware, RequestMiddleware
@@ -48,15 +48,23 @@ Open Inference Protocol (KServe V2) and TF Serving's REST API. Errors are always
 """
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
-    """The server's ASGI app: metrics and body limit around the hot routes and FastAPI."""
+# Another transport served beside HTTP while the app runs, given the data plane: entered once the
+# models are warm, left first at shutdown (`service.grpc.server.serving`).
+Front = Callable[[DataPlane, Settings], contextlib.AbstractAsyncContextManager[object]]
+
+
+def create_app(settings: Settings | None = None, fronts: Sequence[Front] = ()) -> ASGIApp:
+    """The server's ASGI app: metrics, body limit and the control guard around the hot routes
+    and FastAPI."""
     settings = settings or Settings()
-    api = create_api(settings)
+    api = create_api(settings, fronts)
     hot = HotRoutes(api, [tasks.router, v2.router, explain_routes.router, tfserving.router])
-    return RequestMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes), settings.access_log)
+    guarded = ControlGuard(hot, settings)
+    return RequestMiddleware(BodyLimitMiddleware(guarded, settings.max_body_bytes),
+                             settings.access_log)  # fmt: skip
 
 
-def create_api(settings: Settings) -> FastAPI:
+def create_api(settings: Settings, fronts: Sequence[Front] = ()) -> FastAPI:
     """The FastAPI app: every route, the lifespan that loads the models, error handlers."""
     configure_threads(settings.compute_threads)
     configure_logging(settings.log_level)
@@ -74,18 +82,14 @@ def create_api(settings: Settings) -> FastAPI:
         # it out of the collector's sight, so full collections stop scanning it (p99 spikes).
         gc.collect()
         gc.freeze()
-        grpc_front = await grpc_server.start(app.state.plane, settings)
-        # Repository calls answered by another worker or replica reach this one through the
-        # shared desired state, followed whether or not version polling is on.
-        background = [asyncio.create_task(repository.sync_forever())]
-        if settings.poll_seconds > 0:
-            background.append(asyncio.create_task(repository.poll_forever()))
+        beside = contextlib.AsyncExitStack()
+        for front in fronts:
+            await beside.enter_async_context(front(app.state.plane, settings))
+        repository.start_background()
         try:
             yield
         finally:
-            await grpc_server.stop(grpc_front, settings.request_timeout_s)
-            for task in background:
-                task.cancel()
+            await beside.aclose()
             await repository.close()
 
     app = FastAPI(

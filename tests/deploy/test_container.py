@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from loadtests.server_process import free_port
+from tests.support.servers import free_port
 
 from ..conftest import REPO
 from ..rest.test_task_endpoints import EARNINGS, HOUSE, POSITIVE

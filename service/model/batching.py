@@ -31,6 +31,7 @@ from service.model.runtime import Predictor
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class BatchStats:
     """What one model call did, reported to the metrics."""
