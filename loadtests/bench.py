@@ -225,7 +225,7 @@ def markdown(points: list[Point], compute: list[dict[str, float]]) -> str:
 
 COMPUTE_CODE = """
 import json, sys, time, numpy as np
-from service.runtime import configure_threads, compile_model
+from service.model.runtime import configure_threads, compile_model
 configure_threads(1)
 import tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(1)

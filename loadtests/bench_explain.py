@@ -51,7 +51,7 @@ def markdown(cost: dict[str, float]) -> str:
 
 
 def _reviews(vocabulary: dict[str, int]) -> tuple[list[str], str]:
-    from service.preprocessing import tokenize
+    from service.model.preprocessing import tokenize
 
     for folder in (os.environ.get("DLWP_DATA_DIR"), REPO.parent / "shared" / "datasets"):
         path = Path(folder) / "imdb_raw_test.jsonl.gz" if folder else None
@@ -74,9 +74,10 @@ def _reviews(vocabulary: dict[str, int]) -> tuple[list[str], str]:
 
 
 def _measure(calls: int) -> dict[str, float | str]:
-    from service import artifacts, explain
-    from service.codecs import Limits, TextCodec, build_codec
-    from service.runtime import compile_model, configure_backend, configure_threads
+    from service.dataplane import explain
+    from service.model import artifacts
+    from service.model.codecs import Limits, TextCodec, build_codec
+    from service.model.runtime import compile_model, configure_backend, configure_threads
 
     configure_threads(1)
     configure_backend("tensorflow", 1)

@@ -147,8 +147,9 @@ def _share_below(values: np.ndarray, levels: tuple[float, ...]) -> dict[str, flo
 def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
     """Every signal on the test sets, as the server computes it (codec, model, signals code)."""
     from loadtests import payloads
-    from service import artifacts, codecs, preprocessing, signals
-    from service.runtime import compile_model, configure_threads
+    from service.model import artifacts, codecs, preprocessing
+    from service.model.runtime import compile_model, configure_threads
+    from service.observability import signals
     from training.datasets import load_dataset
 
     configure_threads(1)
@@ -225,7 +226,7 @@ def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
 
 def _pooled_oov(texts: list[str], codec: Any) -> float:
     """All the texts' OOV words over all their words (the rate-of-sums a dashboard shows)."""
-    from service import preprocessing
+    from service.model import preprocessing
 
     sequences = preprocessing.texts_to_sequences(texts, codec.vocabulary)
     return sum(s.count(preprocessing.OOV_INDEX) for s in sequences) / sum(

@@ -398,7 +398,7 @@ def check_answers(results: Results, label: str, url: str) -> None:
     """The server's raw outputs for the reference rows, against TensorFlow's on the CPU."""
     import httpx
 
-    from service import artifacts
+    from service.model import artifacts
 
     reference = json.loads(REFERENCE.read_text())
     for name, expected in reference["models"].items():
@@ -534,7 +534,7 @@ def _cores(cores: list[int] | None) -> str:
 def time_models(results: Results, prof: Profile, mode: str, deadline: float) -> None:
     from loadtests.gpu_jit import MODELS as JIT_MODELS
     from loadtests.gpu_jit import bench_model
-    from service.runtime import prepare_jax
+    from service.model.runtime import prepare_jax
 
     prepare_jax()
     import jax
@@ -606,7 +606,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
     from loadtests import payloads
     from loadtests.server_process import ServerProcess
-    from service import artifacts
+    from service.model import artifacts
 
     rows = args.rows
     instances = {

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from service import artifacts
-from service.runtime import load_jax_model
+from service.model import artifacts
+from service.model.runtime import load_jax_model
 
 MODELS = ("mnist", "imdb", "reuters", "housing")
 

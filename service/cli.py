@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import DlwpError
-from service.metrics import MULTIPROC_ENV
+from service.observability.metrics import MULTIPROC_ENV
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -54,9 +54,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value is not None:
             # Workers are separate processes that build their own Settings from the environment.
             os.environ[f"DLWP_{key.upper()}"] = str(value)
-    from service.server import serve
+    from service.process.server import serve
+    from service.process.transport import uvicorn_options
     from service.settings import Settings
-    from service.transport import uvicorn_options
 
     settings = Settings()
     if settings.grpc_port:
@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="dlwp-metrics-")
     config = uvicorn.Config(
-        "service.app:create_app",
+        "service.rest.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,

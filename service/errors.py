@@ -1,4 +1,4 @@
-"""The one exception hierarchy of the project; `service.app` maps each class to its status code."""
+"""The one exception hierarchy of the project; each class carries its status."""
 
 from __future__ import annotations
 

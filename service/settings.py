@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.artifacts import BUNDLED_MODELS_DIR
-from service.runtime import Batching, device_batching
+from service.model.artifacts import BUNDLED_MODELS_DIR
+from service.model.runtime import Batching, device_batching
 
 
 class Settings(BaseSettings):

@@ -43,7 +43,7 @@ from loadtests.server_process import ServerProcess  # noqa: E402
 
 
 def make_client(**settings: object) -> TestClient:
-    from service.app import create_app
+    from service.rest.app import create_app
     from service.settings import Settings
 
     settings.setdefault("models_dir", COMMITTED_MODELS)

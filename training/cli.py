@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service import artifacts
 from service.errors import ArtifactError
+from service.model import artifacts
 from training.recipes import RECIPES
 
 MODEL_CHOICES = [*RECIPES, "all"]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service import artifacts
+from service.model import artifacts
 from training.recipes import Recipe
 
 SIGNATURES: dict[str, dict[str, Any]] = {

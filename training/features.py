@@ -1,4 +1,4 @@
-"""Dataset arrays → model tensors, through `service.preprocessing`, plus the parameters to store.
+"""Dataset arrays → model tensors, through the serving preprocessing, plus the parameters to store.
 
 The preprocessing parameters returned here go into the artifact's manifest; the server rebuilds
 the same transformation from them, so what was trained on is what is served.
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from service import preprocessing
+from service.model import preprocessing
 from training.datasets import NUM_WORDS, Dataset
 from training.recipes import Recipe
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from service import artifacts
+from service.model import artifacts
 from training import datasets, export, features, loop, plots
 from training.recipes import Recipe, get_recipe
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from service import schemas, tensors
-from service.deps import parse_version
 from service.errors import BadRequestError, InvalidInputError
 from service.grpc import protocol
-from service.repository import ServedVersion
-from service.routes import v2
+from service.protocols import schemas, tensors
+from service.repository.repository import ServedVersion
+from service.rest.deps import parse_version
+from service.rest.routes import v2
 
 # The typed-contents field that carries each datatype's elements. FP16 has none (raw only).
 CONTENTS_FIELD = {

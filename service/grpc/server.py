@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from service.core import DataPlane
+from service.dataplane.plane import DataPlane
 from service.grpc import servicer
 from service.settings import Settings
 

@@ -1,6 +1,6 @@
 """The RPCs of `inference.GRPCInferenceService`: each decodes, calls the DataPlane, encodes.
 
-As thin as the REST routes in `service/routes/v2.py`, and sharing their functions: the same
+As thin as the REST routes in `service/rest/routes/v2.py`, and sharing their functions: the same
 models, versions, tensors, answers, and error messages. Errors become gRPC status codes in one
 place (`_status`); every measured call is counted in the same metrics as REST, with the HTTP
 code the same error gets on REST, so one alert covers both protocols.
@@ -24,13 +24,13 @@ from typing import Any
 import grpc
 from starlette.requests import Request
 
-from service import metrics
-from service.core import DataPlane
+from service.dataplane.plane import DataPlane
 from service.errors import DlwpError, UnavailableError
 from service.grpc import converters, protocol
-from service.requestid import HEADER as REQUEST_ID_HEADER
-from service.requestid import accept_or_new, bound
-from service.routes import v2
+from service.observability import metrics
+from service.observability.requestid import HEADER as REQUEST_ID_HEADER
+from service.observability.requestid import accept_or_new, bound
+from service.rest.routes import v2
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ def test_dlwp_serve_imports_nothing_from_training_or_plotting():
     # The command line as `dlwp serve` runs it, up to the server: the stand-in builds the app
     # the way the server would (uvicorn's Config.load: import, factory, protocol), serving nothing.
     code = (
-        "import json, sys, service.server\n"
-        "service.server.serve = lambda config, settings: config.load()\n"
+        "import json, sys, service.process.server\n"
+        "service.process.server.serve = lambda config, settings: config.load()\n"
         "from service.cli import main\n"
         "main(['serve', '--port', '0', '--grpc-port', '0'])\n"
-        "import service.app\n"
+        "import service.rest.app\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('training', 'matplotlib', 'httpx'))))\n"
     )

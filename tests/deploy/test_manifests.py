@@ -149,7 +149,7 @@ def test_kserve_objects_match_the_crd_schemas(file, schema):
 
 
 def test_probes_are_the_servers_v2_health_routes():
-    from service.routes import v2
+    from service.rest.routes import v2
 
     routes = {getattr(route, "path", None) for route in v2.router.routes}
     deployment = container(base_objects()["Deployment"])

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from service import artifacts
+from service.model import artifacts
 from training import export, plots
 from training.pipeline import evaluate_version, load_model, train_and_export
 

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from service import artifacts, preprocessing
+from service.model import artifacts, preprocessing
 from training import datasets, features, loop
 from training.pipeline import load_model
 from training.recipes import get_recipe

@@ -1,0 +1,208 @@
+"""Per-task translation between what clients send and the model's tensors, built from a manifest.
+
+A codec turns served inputs (texts, pixel arrays, images, named or positional housing features)
+into model rows with `service.model.preprocessing`, and model outputs into task answers. Every route
+family goes through the same codec, so a task's inputs mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.errors import ArtifactError, InvalidInputError
+from service.model import artifacts, preprocessing
+from service.model.artifacts import Manifest
+
+# Each text's share of out-of-vocabulary words, from the request's own tokenisation: only the
+# text codec sees the words, so it leaves the shares here for the signals to read once the
+# model has answered (a context variable: every request, and thread, sees only its own).
+TEXT_OOV_RATIOS: ContextVar[np.ndarray | None] = ContextVar("dlwp_text_oov_ratios", default=None)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_items: int
+    max_text_chars: int
+    max_image_pixels: int
+
+
+class Codec:
+    """Base: the served input/output names and the checks every task shares."""
+
+    def __init__(self, manifest: Manifest, limits: Limits) -> None:
+        self.manifest = manifest
+        self.limits = limits
+        self.input_spec = manifest.signature.inputs[0]
+        self.output_spec = manifest.signature.outputs[0]
+        self.input_size = manifest.signature.model_input.shape[-1]
+        self.labels = manifest.labels
+
+    def check_count(self, count: int) -> None:
+        if count == 0:
+            raise InvalidInputError("expected at least one input, got none")
+        if count > self.limits.max_items:
+            raise InvalidInputError(
+                f"got {count} inputs in one request; at most {self.limits.max_items} are accepted"
+            )
+
+    def rows_from_tensor(self, values: Any) -> np.ndarray:
+        """The signature's input tensor (numbers, or strings for BYTES) → model rows."""
+        raise NotImplementedError
+
+    def predictions(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
+        """Model outputs → one task answer per input row."""
+        raise NotImplementedError
+
+
+class DigitsCodec(Codec):
+    def rows_from_pixels(self, images: Sequence[Any]) -> np.ndarray:
+        self.check_count(len(images))
+        return np.concatenate([preprocessing.pixels_to_rows(image) for image in images])
+
+    def rows_from_image(self, data: bytes) -> np.ndarray:
+        return preprocessing.image_bytes_to_rows(data, self.limits.max_image_pixels)
+
+    def rows_from_tensor(self, values: Any) -> np.ndarray:
+        array = _numeric(values, "pixel values")
+        if array.ndim == 1 or array.shape == (preprocessing.MNIST_SIDE, preprocessing.MNIST_SIDE):
+            array = array.reshape(1, -1)
+        rows = preprocessing.pixel_batch_to_rows(array)
+        self.check_count(len(rows))
+        return rows
+
+    def predictions(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
+        return [
+            {"digit": int(row.argmax()), "probabilities": [round(float(p), 6) for p in row]}
+            for row in outputs
+        ]
+
+
+class TextCodec(Codec):
+    def __init__(self, manifest: Manifest, limits: Limits, vocabulary: Mapping[str, int]) -> None:
+        super().__init__(manifest, limits)
+        self.vocabulary = vocabulary
+        self.num_words = int(manifest.preprocessing["num_words"])
+
+    def rows_from_texts(self, texts: Sequence[Any]) -> np.ndarray:
+        self.check_count(len(texts))
+        sequences = preprocessing.texts_to_sequences(
+            texts, self.vocabulary, self.limits.max_text_chars
+        )
+        TEXT_OOV_RATIOS.set(preprocessing.oov_ratios(sequences))
+        return preprocessing.multi_hot(sequences, self.num_words)
+
+    def rows_from_tensor(self, values: Any) -> np.ndarray:
+        if isinstance(values, np.ndarray):
+            values = values.reshape(-1).tolist()
+        if not isinstance(values, list):
+            raise InvalidInputError("expected a list of texts")
+        texts = [_text(value) for value in values]
+        return self.rows_from_texts(texts)
+
+
+class SentimentCodec(TextCodec):
+    def predictions(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
+        scores = outputs.reshape(-1)
+        return [
+            {"label": "positive" if score >= 0.5 else "negative", "score": round(float(score), 6)}
+            for score in scores
+        ]
+
+
+class TopicsCodec(TextCodec):
+    def predictions(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
+        k = min(top_k or 3, outputs.shape[-1])
+        labels = self.labels or [str(i) for i in range(outputs.shape[-1])]
+        answers = []
+        for row in outputs:
+            best = np.argsort(-row, kind="stable")[:k]
+            answers.append(
+                {
+                    "topics": [
+                        {
+                            "label": labels[i],
+                            "index": int(i),
+                            "probability": round(float(row[i]), 6),
+                        }
+                        for i in best
+                    ]
+                }
+            )
+        return answers
+
+
+class HousingCodec(Codec):
+    def __init__(self, manifest: Manifest, limits: Limits) -> None:
+        super().__init__(manifest, limits)
+        params = manifest.preprocessing
+        self.feature_names: list[str] = list(params["feature_names"])
+        self.mean = np.asarray(params["mean"], dtype=np.float64)
+        self.std = np.asarray(params["std"], dtype=np.float64)
+
+    def rows_from_records(self, records: Sequence[Any]) -> np.ndarray:
+        self.check_count(len(records))
+        values = preprocessing.housing_records_to_array(records, self.feature_names)
+        return preprocessing.standardize(values, self.mean, self.std)
+
+    def rows_from_tensor(self, values: Any) -> np.ndarray:
+        # housing_array_rows converts and checks itself, in float64 like the named-feature path.
+        array = preprocessing.housing_array_rows(values, len(self.feature_names))
+        self.check_count(len(array))
+        return preprocessing.standardize(array, self.mean, self.std)
+
+    def predictions(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
+        return [{"price": round(float(price), 4)} for price in outputs.reshape(-1)]
+
+
+def build_codec(folder: Path, manifest: Manifest, limits: Limits) -> Codec:
+    """The codec a version's manifest describes (reads the vocabulary for text models)."""
+    kind = manifest.preprocessing.get("kind")
+    expected_kind = {
+        "digits": "image",
+        "sentiment": "text",
+        "topics": "text",
+        "housing": "standardize",
+    }[manifest.task]
+    if kind != expected_kind:
+        raise ArtifactError(
+            f"{manifest.name}/{manifest.version}: task {manifest.task} needs {expected_kind} "
+            f"preprocessing, the manifest says {kind!r}"
+        )
+    try:
+        if manifest.task == "digits":
+            return DigitsCodec(manifest, limits)
+        if manifest.task == "housing":
+            return HousingCodec(manifest, limits)
+        vocabulary = artifacts.read_vocabulary(folder)
+        if manifest.task == "sentiment":
+            return SentimentCodec(manifest, limits, vocabulary)
+        return TopicsCodec(manifest, limits, vocabulary)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(
+            f"{manifest.name}/{manifest.version}: preprocessing parameters are invalid: {error}"
+        ) from None
+
+
+def _numeric(values: Any, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be numbers in a rectangular array") from None
+    return array  # range and finiteness are checked by the task's preprocessing
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInputError("text must be valid UTF-8") from None
+    if isinstance(value, str):
+        return value
+    raise InvalidInputError(f"expected text as a string, got {type(value).__name__}")

@@ -1,0 +1,1 @@
+"""HTTP route families; each is thin glue over `service.dataplane.plane.DataPlane`."""

@@ -1,1 +1,0 @@
-"""HTTP route families; each is thin glue over `service.core.DataPlane`."""
