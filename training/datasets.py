@@ -1,4 +1,4 @@
-"""The book's four datasets, as `keras.datasets.X.load_data()` returns them with the book's arguments.
+"""The book's four datasets, as `keras.datasets.X.load_data()` returns them (book's arguments).
 
 Each file comes either from a data folder (`--data-dir`, env `DLWP_DATA_DIR`) holding the
 Keras-format files, or from Keras' own download and cache (`keras.utils.get_file`, with Keras'
@@ -240,7 +240,7 @@ def _read_npy(data: io.BytesIO) -> np.ndarray:
     fmt = np.lib.format
     version = fmt.read_magic(data)
     header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-    shape, fortran, dtype = header(data)
+    shape, _fortran, dtype = header(data)
     if not dtype.hasobject:
         data.seek(0)
         array: np.ndarray = fmt.read_array(data, allow_pickle=False)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from service import artifacts, preprocessing
+from service.model import artifacts, preprocessing
 from training.userdata.rows import RowsBuilder, TextRows, WordTable
 
 CHUNK = 1024
@@ -39,7 +39,8 @@ class Candidate:
         import keras
 
         manifest = artifacts.read_manifest(folder)
-        model = keras.saving.load_model(folder / artifacts.MODEL_FILE, safe_mode=True, compile=False)
+        path = folder / artifacts.MODEL_FILE
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
         vocabulary = (
             artifacts.read_vocabulary(folder) if manifest.preprocessing["kind"] == "text" else None
         )

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from service import artifacts, preprocessing
+from service.model import artifacts, preprocessing
 from training import datasets, evaluation, export, features, plots
 from training.evaluation import Candidate, EvalSet
 from training.recipes import Layer, Recipe, build_model, get_recipe
@@ -217,9 +217,7 @@ def _prepare_texts(
         rows = TextRows.from_sequences(book.x_train).concat(rows)
         y = np.concatenate([book.y_train.astype(dtype), y])
         book_rows = len(book.y_train)
-    labels = (
-        export.default_labels(recipe, book.label_names) if add else list(data.label_names)
-    )
+    labels = export.default_labels(recipe, book.label_names) if add else list(data.label_names)
     if recipe.task == "topics" and not add:
         recipe = replace(recipe, output=Layer(len(data.label_names), "softmax"))
     held_rows = user.subset(held)

@@ -53,4 +53,3 @@ class ProblemLog:
     @property
     def full(self) -> bool:
         return len(self.problems) >= MAX_PROBLEMS
-

@@ -19,6 +19,7 @@ import csv
 import difflib
 import gzip
 import hashlib
+import io
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,8 +29,8 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from service import preprocessing
 from service.errors import InvalidInputError
+from service.model import preprocessing
 from training.userdata.errors import Problem, ProblemLog, UserDataError
 from training.userdata.rows import RowsBuilder, TextRows, WordTable
 
@@ -130,9 +131,8 @@ class _Lines:
 
     def __iter__(self) -> Iterator[str]:
         with open(self.path, "rb") as raw:
-            stream: IO[bytes] = gzip.GzipFile(fileobj=_Hashing(raw, self.digest)) if _gz(
-                self.path
-            ) else _Hashing(raw, self.digest)  # type: ignore[assignment]
+            hashed = io.BufferedReader(_Hashing(raw, self.digest), 1 << 20)
+            stream: Any = gzip.GzipFile(fileobj=hashed, mode="rb") if _gz(self.path) else hashed
             try:
                 for line in stream:
                     self.number += 1
@@ -153,25 +153,20 @@ class _Lines:
         return f"{self.path}:{self.number}"
 
 
-class _Hashing:
+class _Hashing(io.RawIOBase):
     """A binary file that feeds every byte read into a digest (the provenance's sha256)."""
 
     def __init__(self, raw: IO[bytes], digest: Any) -> None:
         self.raw = raw
         self.digest = digest
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.digest.update(data)
-        return data
+    def readable(self) -> bool:
+        return True
 
-    def readline(self, size: int = -1) -> bytes:
-        data = self.raw.readline(size)
-        self.digest.update(data)
-        return data
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
+    def readinto(self, buffer: Any) -> int:
+        count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.digest.update(memoryview(buffer)[:count])
+        return int(count)
 
 
 def _gz(path: Path) -> bool:
@@ -337,9 +332,7 @@ def _raise(log: ProblemLog, hint: str | None = None) -> None:
 # ------------------------------------------------------------------------------ houses
 
 
-def _read_houses(
-    path: Path, fmt: str, progress: StartProgress | None
-) -> UserData:
+def _read_houses(path: Path, fmt: str, progress: StartProgress | None) -> UserData:
     log = ProblemLog()
     lines = _Lines(path, log, progress(path.stat().st_size, "byte") if progress else None)
     features = list(preprocessing.HOUSING_FEATURES)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from service import preprocessing
+from service.model import preprocessing
 
 
 class WordTable:
@@ -29,7 +29,7 @@ class WordTable:
         return [ids.setdefault(word, len(ids)) for word in set(words)]
 
     def word_index(self) -> dict[str, int]:
-        """Words ranked by count, 1 = most frequent, ties by first appearance (Keras' index form)."""
+        """Words ranked by count, 1 = most frequent, ties by first appearance (as Keras' index)."""
         ranked = sorted(self.ids, key=lambda word: -self.counts[word])
         return {word: rank for rank, word in enumerate(ranked, start=1)}
 
@@ -105,7 +105,8 @@ class TextRows:
         """
         starts, lengths = self._spans(rows)
         batch = np.zeros((len(rows), num_words), dtype=np.float32)
-        batch[np.repeat(np.arange(len(rows)), lengths), self.values[_positions(starts, lengths)]] = 1
+        row_of = np.repeat(np.arange(len(rows)), lengths)
+        batch[row_of, self.values[_positions(starts, lengths)]] = 1.0
         batch[:, preprocessing.START_INDEX] = 1.0
         return batch
 
@@ -121,4 +122,5 @@ def _positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if total == 0:
         return np.zeros(0, dtype=np.int64)
     begins = np.cumsum(lengths) - lengths
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - begins, lengths)
+    positions: np.ndarray = np.arange(total, dtype=np.int64) + np.repeat(starts - begins, lengths)
+    return positions

@@ -18,8 +18,11 @@ def check(data: UserData, mode: str, holdout: float) -> None:
     if data.label_names is None:
         if len(data) < 2:
             problems.append(
-                Problem(place, f"has {len(data)} row: holding out {holdout:.0%} for evaluation "
-                        "needs at least 2")  # fmt: skip
+                Problem(
+                    place,
+                    f"has {len(data)} row: holding out {holdout:.0%} for evaluation needs "
+                    "at least 2",
+                )
             )
         if problems:
             raise UserDataError(problems)
@@ -28,22 +31,26 @@ def check(data: UserData, mode: str, holdout: float) -> None:
     present = [label for label, count in counts.items() if count]
     if mode == "only" and len(present) < 2:
         problems.append(
-            Problem(place, f"has examples of {len(present)} label ({', '.join(present)}): "
-                    "--data-mode only needs at least 2 labels to tell apart")  # fmt: skip
+            Problem(
+                place,
+                f"has examples of {len(present)} label ({', '.join(present)}): "
+                "--data-mode only needs at least 2 labels to tell apart",
+            )
         )
     for label, count in counts.items():
         if count == 1:
             problems.append(
-                Problem(place, f"label {label!r} has 1 example: holding out {holdout:.0%} for "
-                        "evaluation needs at least 2 of every label (add more, or leave it out)")
-            )  # fmt: skip
+                Problem(
+                    place,
+                    f"label {label!r} has 1 example: holding out {holdout:.0%} for evaluation "
+                    "needs at least 2 of every label (add more, or leave it out)",
+                )
+            )
     if problems:
         raise UserDataError(problems)
 
 
-def holdout_split(
-    data: UserData, share: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(data: UserData, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, holdout rows), sorted: `share` of every label (at least one) held out."""
     rng = np.random.default_rng(seed)
     if data.label_names is None:
