@@ -5,7 +5,9 @@ share of every label is held out. `add` joins the user's training rows to the bo
 set, each user row repeated so that the user's rows make up about a fifth of every epoch (at
 most 100 repeats), and keeps the book's vocabulary and labels; `only` trains on the user's rows
 alone, with a vocabulary of the user's 10,000 most frequent words and, for reuters, the user's
-own topics. Rows reach Keras in batches (`training.userdata.streaming`). The new model and the
+own topics. As in the book, the epoch count (at most the recipe's) is chosen on a slice of the
+training rows, then a fresh model is fitted on all of them. Rows reach Keras in batches
+(`training.userdata.streaming`). The new model and the
 version now serving are both scored on the user's holdout and on the book's test set; the
 version is published unless `promote_if_better` is asked and the new model does not win.
 """
@@ -31,6 +33,10 @@ from training.userdata.rows import TextRows
 MODES = ("add", "only")
 ADD_SHARE = 0.2  # add: the user's rows are repeated to make about this share of an epoch
 MAX_REPEAT = 100
+# The share of the user's training rows set aside to choose the epoch count, as the book does
+# with a slice of its training set; with fewer rows than this, the recipe's count is kept.
+VALIDATION_SHARE = 0.1
+MIN_VALIDATION_ROWS = 10
 # How much worse than the serving version the new one may score on the book's test set and
 # still be promoted: 0.5 points of accuracy, or 0.2 ($200) of MAE.
 TOLERANCE = {"accuracy": 0.005, "mae": 0.2}
@@ -117,7 +123,8 @@ def retrain(request: Request) -> Outcome:
     if request.batch_size is not None:
         prepared.recipe = prepared.recipe.with_batch_size(request.batch_size)
 
-    model, curves = _fit(prepared, seed, request.verbose)
+    model, curves, choice = _fit(prepared, seed, request.verbose)
+    prepared.recipe = replace(prepared.recipe, epochs=choice["epochs"])
     new = Candidate(
         "new model", model, recipe.task, prepared.preprocessing, prepared.vocabulary,
         prepared.labels,
@@ -133,6 +140,7 @@ def retrain(request: Request) -> Outcome:
         serving.version if serving else None,
     )  # fmt: skip
     provenance = _provenance(data, request, seed, train_rows, held_rows, prepared)
+    provenance["epoch_choice"] = choice
     outcome = Outcome(
         request.name, metric, holdout, test, serving.version if serving else None, publish,
         reason, provenance=provenance,
@@ -271,12 +279,39 @@ def _prepare_houses(
 # ------------------------------------------------------------------------------ training
 
 
-def _fit(prepared: _Prepared, seed: int, verbose: int) -> tuple[Any, dict[str, list[float]]]:
+def _fit(
+    prepared: _Prepared, seed: int, verbose: int
+) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
+    """The book's way: choose the epoch count on a validation slice of the user's training rows
+    (at most the recipe's), then fit a fresh model on every training row for that many epochs."""
     import keras
 
     from training.userdata.streaming import Batches
 
     recipe = prepared.recipe
+    user = np.arange(prepared.book_rows, prepared.book_rows + prepared.user_rows)
+    count = round(len(user) * VALIDATION_SHARE)
+    choice: dict[str, Any] = {"epochs": recipe.epochs, "validation_rows": 0}
+    if count >= MIN_VALIDATION_ROWS:
+        validation = np.sort(np.random.default_rng(seed).choice(user, count, replace=False))
+        keras.utils.set_random_seed(seed)
+        model = build_model(recipe)
+        if verbose:
+            print(f"choosing the epoch count (at most {recipe.epochs}) on {count} of your "
+                  "training rows held aside", flush=True)  # fmt: skip
+        history = model.fit(
+            Batches(prepared.features, prepared.targets,
+                    prepared.plan[~np.isin(prepared.plan, validation)], recipe.batch_size,
+                    shuffle_seed=seed),
+            validation_data=Batches(prepared.features, prepared.targets, validation, 512),
+            epochs=recipe.epochs,
+            verbose=verbose,
+        )  # fmt: skip
+        losses = history.history["val_loss"]
+        choice = {"epochs": int(np.argmin(losses)) + 1, "validation_rows": count,
+                  "validation_loss": [float(v) for v in losses]}  # fmt: skip
+        if verbose:
+            print(f"final fit: {choice['epochs']} epochs on every training row", flush=True)
     keras.utils.set_random_seed(seed)
     model = build_model(recipe)
     training = Batches(
@@ -286,11 +321,11 @@ def _fit(prepared: _Prepared, seed: int, verbose: int) -> tuple[Any, dict[str, l
         prepared.holdout_features,
         prepared.holdout_targets,
         np.arange(len(prepared.holdout_targets)),
-        max(recipe.batch_size, 512),
+        512,
     )
-    history = model.fit(training, validation_data=held, epochs=recipe.epochs, verbose=verbose)
+    history = model.fit(training, validation_data=held, epochs=choice["epochs"], verbose=verbose)
     curves = {key: [float(v) for v in values] for key, values in history.history.items()}
-    return model, curves
+    return model, curves, choice
 
 
 # ------------------------------------------------------------------------------ scoring
