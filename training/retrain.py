@@ -5,8 +5,8 @@ share of every label is held out. `add` joins the user's training rows to the bo
 set, each user row repeated so that the user's rows make up about a fifth of every epoch (at
 most 100 repeats), and keeps the book's vocabulary and labels; `only` trains on the user's rows
 alone, with a vocabulary of the user's 10,000 most frequent words and, for reuters, the user's
-own topics. As in the book, the epoch count (at most the recipe's) is chosen on a slice of the
-training rows, then a fresh model is fitted on all of them. Rows reach Keras in batches
+own topics. A tenth of the user's training rows is set aside to watch, and the weights of the
+epoch that did best on it (at most the recipe's epochs) are kept. Rows reach Keras in batches
 (`training.userdata.streaming`). The new model and the
 version now serving are both scored on the user's holdout and on the book's test set; the
 version is published unless `promote_if_better` is asked and the new model does not win.
@@ -33,8 +33,8 @@ from training.userdata.rows import TextRows
 MODES = ("add", "only")
 ADD_SHARE = 0.2  # add: the user's rows are repeated to make about this share of an epoch
 MAX_REPEAT = 100
-# The share of the user's training rows set aside to choose the epoch count, as the book does
-# with a slice of its training set; with fewer rows than this, the recipe's count is kept.
+# The share of the user's training rows set aside to choose the epoch, as the book watches a
+# slice of its training set; with fewer rows than MIN_VALIDATION_ROWS, the recipe's count is kept.
 VALIDATION_SHARE = 0.1
 MIN_VALIDATION_ROWS = 10
 # How much worse than the serving version the new one may score on the book's test set and
@@ -124,7 +124,6 @@ def retrain(request: Request) -> Outcome:
         prepared.recipe = prepared.recipe.with_batch_size(request.batch_size)
 
     model, curves, choice = _fit(prepared, seed, request.verbose)
-    prepared.recipe = replace(prepared.recipe, epochs=choice["epochs"])
     new = Candidate(
         "new model", model, recipe.task, prepared.preprocessing, prepared.vocabulary,
         prepared.labels,
@@ -282,8 +281,8 @@ def _prepare_houses(
 def _fit(
     prepared: _Prepared, seed: int, verbose: int
 ) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
-    """The book's way: choose the epoch count on a validation slice of the user's training rows
-    (at most the recipe's), then fit a fresh model on every training row for that many epochs."""
+    """Fit for at most the recipe's epochs, watching a validation slice of the user's training
+    rows, and keep the weights of the epoch that did best on it (the holdout stays unseen)."""
     import keras
 
     from training.userdata.streaming import Batches
@@ -291,40 +290,39 @@ def _fit(
     recipe = prepared.recipe
     user = np.arange(prepared.book_rows, prepared.book_rows + prepared.user_rows)
     count = round(len(user) * VALIDATION_SHARE)
-    choice: dict[str, Any] = {"epochs": recipe.epochs, "validation_rows": 0}
+    plan = prepared.plan
     if count >= MIN_VALIDATION_ROWS:
         validation = np.sort(np.random.default_rng(seed).choice(user, count, replace=False))
-        keras.utils.set_random_seed(seed)
-        model = build_model(recipe)
-        if verbose:
-            print(f"choosing the epoch count (at most {recipe.epochs}) on {count} of your "
-                  "training rows held aside", flush=True)  # fmt: skip
-        history = model.fit(
-            Batches(prepared.features, prepared.targets,
-                    prepared.plan[~np.isin(prepared.plan, validation)], recipe.batch_size,
-                    shuffle_seed=seed),
-            validation_data=Batches(prepared.features, prepared.targets, validation, 512),
-            epochs=recipe.epochs,
-            verbose=verbose,
-        )  # fmt: skip
-        losses = history.history["val_loss"]
-        choice = {"epochs": int(np.argmin(losses)) + 1, "validation_rows": count,
-                  "validation_loss": [float(v) for v in losses]}  # fmt: skip
-        if verbose:
-            print(f"final fit: {choice['epochs']} epochs on every training row", flush=True)
+        plan = plan[~np.isin(plan, validation)]
+        watched = Batches(prepared.features, prepared.targets, validation, 512)
+    else:  # too few rows to spare: watch the holdout, train for the recipe's epochs
+        watched = Batches(
+            prepared.holdout_features,
+            prepared.holdout_targets,
+            np.arange(len(prepared.holdout_targets)),
+            512,
+        )
     keras.utils.set_random_seed(seed)
     model = build_model(recipe)
-    training = Batches(
-        prepared.features, prepared.targets, prepared.plan, recipe.batch_size, shuffle_seed=seed
+    callbacks = []
+    if count >= MIN_VALIDATION_ROWS:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=recipe.epochs, restore_best_weights=True
+            )
+        )
+    history = model.fit(
+        Batches(prepared.features, prepared.targets, plan, recipe.batch_size, shuffle_seed=seed),
+        validation_data=watched,
+        epochs=recipe.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
     )
-    held = Batches(
-        prepared.holdout_features,
-        prepared.holdout_targets,
-        np.arange(len(prepared.holdout_targets)),
-        512,
-    )
-    history = model.fit(training, validation_data=held, epochs=choice["epochs"], verbose=verbose)
     curves = {key: [float(v) for v in values] for key, values in history.history.items()}
+    best = int(np.argmin(curves["val_loss"])) + 1 if callbacks else recipe.epochs
+    choice = {"epochs": best, "validation_rows": count if callbacks else 0}
+    if verbose and callbacks:
+        print(f"kept the weights of epoch {best}, best on {count} training rows held aside")
     return model, curves, choice
 
 
