@@ -1,4 +1,4 @@
-"""Write scikit-learn's 1,797 handwritten digits (43 writers, not MNIST) as `dlwp train --data` folders.
+"""Write scikit-learn's 1,797 handwritten digits (43 writers, not MNIST) as `--data` folders.
 
 Each 8×8 digit becomes a picture of dark ink on white paper with a margin, the way a scan or a
 form would send it, at 28 and 64 pixels. A seeded share of every digit is kept unseen:

@@ -18,8 +18,9 @@ from training.retrain import Request, Scores, decide, retrain
 
 from ..conftest import COMMITTED_MODELS, make_client, needs_datasets
 from .test_cli import dlwp
+from .test_user_data import HEADER
 
-FEATURES = "CRIM ZN INDUS CHAS NOX RM AGE DIS RAD TAX PTRATIO B LSTAT".split()
+FEATURES = HEADER.split(",")[:-1]
 OWN_TOPICS = {
     "weather": "rain storm wind snow cloud forecast cold warm",
     "sport": "match goal team score league coach player season",

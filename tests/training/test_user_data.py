@@ -108,9 +108,7 @@ def test_streamed_rows_are_the_vectors_the_server_builds_from_the_text():
 
     streamed = data.text.mapped(data.words.lookup(vocabulary)).multi_hot(np.arange(6), 20)
 
-    np.testing.assert_array_equal(
-        streamed, preprocessing.texts_to_multi_hot(texts, vocabulary, 20)
-    )
+    np.testing.assert_array_equal(streamed, preprocessing.texts_to_multi_hot(texts, vocabulary, 20))
 
 
 def test_book_sequences_and_subsets_keep_their_rows():
@@ -158,7 +156,9 @@ def test_an_unknown_topic_in_add_mode_lists_the_accepted_topics(tmp_path):
     assert "one of the 5: cocoa, grain, veg-oil, earn, acq" in message
 
 
-@pytest.mark.parametrize(("name", "text"), [("r.jsonl", ""), ("r.csv", ""), ("r.csv", "text,label\n")])
+@pytest.mark.parametrize(
+    ("name", "text"), [("r.jsonl", ""), ("r.csv", ""), ("r.csv", "text,label\n")]
+)
 def test_an_empty_file_is_refused(tmp_path, name, text):
     path = _write(tmp_path, name, text)
     data = formats.read("imdb", path)
@@ -188,13 +188,15 @@ def test_a_non_numeric_feature_names_its_line_and_column(tmp_path):
 
 
 def test_an_empty_text_is_refused_on_its_line(tmp_path):
-    path = _write(tmp_path, "r.jsonl", '{"text": "fine", "label": 1}\n{"text": " !? ", "label": 0}\n')
+    lines = '{"text": "fine", "label": 1}\n{"text": " !? ", "label": 0}\n'
+    path = _write(tmp_path, "r.jsonl", lines)
 
     assert f"{path}:2: column 'text': the text has no words" in _problems("imdb", path)
 
 
 def test_every_problem_of_a_file_is_listed_at_once(tmp_path):
-    path = _write(tmp_path, "r.csv", "text,label\nok,maybe\n,positive\ngood,positive\nbad,0,extra\n")
+    lines = "text,label\nok,maybe\n,positive\ngood,positive\nbad,0,extra\n"
+    path = _write(tmp_path, "r.csv", lines)
 
     message = _problems("imdb", path)
 
