@@ -26,6 +26,7 @@ from service.model.runtime import configure_backend, configure_threads
 from service.observability import metrics
 from service.observability.logs import configure_logging
 from service.protocols.schemas import with_error_bodies
+from service.protocols.v2 import SERVER_VERSION
 from service.repository.repository import ModelRepository
 from service.rest.hotpath import HotRoutes, response_for_error
 from service.rest.http import error_response
@@ -89,7 +90,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="dlwp-serving",
-        version=v2.SERVER_VERSION,
+        version=SERVER_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served offline by service.rest.routes.page

@@ -1,4 +1,4 @@
-"""FastAPI dependency aliases: what a route needs, taken from the app's state."""
+"""What a route needs, taken from the app's state: FastAPI dependency aliases and helpers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.dataplane.plane import DataPlane
-from service.errors import BadRequestError
-from service.repository.repository import ModelRepository
+from service.protocols.versions import parse_version
+from service.repository.repository import ModelRepository, ServedVersion
+from service.rest.middleware import MODEL_KEY
 from service.settings import Settings
 
 
@@ -17,11 +18,14 @@ def plane_of(request: Request) -> DataPlane:
     return plane
 
 
-def parse_version(text: str) -> int:
-    """A version named in a path, as an integer (400 otherwise)."""
-    if not (text.isascii() and text.isdigit()):
-        raise BadRequestError(f"version must be a positive integer, got {text!r}")
-    return int(text)
+def resolve(request: Request, model: str, version: int | None = None) -> ServedVersion:
+    """`DataPlane.resolve`, and the answering model recorded as the request's metric label.
+
+    Call the plane's `run` right after it, with no `await` in between.
+    """
+    served = plane_of(request).resolve(model, version)
+    request.scope[MODEL_KEY] = served.name
+    return served
 
 
 def path_version(request: Request) -> int:
