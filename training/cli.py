@@ -109,7 +109,7 @@ def _train_on_user_data(args: argparse.Namespace, models_dir: Path, server: Any)
     outcome = retrain(
         Request(
             name=args.model,
-            data=Path(args.data),
+            data=Path(args.data).expanduser(),
             models_dir=models_dir,
             mode=args.data_mode or "add",
             holdout=0.2 if args.holdout is None else args.holdout,

@@ -18,7 +18,7 @@ from training.retrain import Request, Scores, decide, retrain
 
 from ..conftest import COMMITTED_MODELS, make_client, needs_datasets
 from .test_cli import dlwp
-from .test_user_data import HEADER
+from .test_user_data import FIXTURES, HEADER
 
 FEATURES = HEADER.split(",")[:-1]
 OWN_TOPICS = {
@@ -174,6 +174,22 @@ def test_add_mode_keeps_the_book_vocabulary_and_its_46_topics(tmp_path, data_dir
     assert artifacts.read_vocabulary(folder) == artifacts.read_vocabulary(models / "reuters" / "1")
     assert manifest.dataset["user_data"]["vocabulary"] == "book"
     assert manifest.dataset["train_size"] == 8982 + 24
+
+
+@needs_datasets
+def test_a_folder_of_digit_pictures_trains_and_is_served_from_png(tmp_path, data_dir):
+    models = _repository(tmp_path, "mnist")
+    digits = FIXTURES / "digits"
+
+    retrain(Request("mnist", digits, models, mode="only", epochs=2, data_dir=data_dir, verbose=0))
+    with make_client(models_dir=models) as client:
+        picture = next((digits / "3").iterdir()).read_bytes()
+        answer = client.post("/v1/digits", content=picture, headers={"content-type": "image/png"})
+
+    user = artifacts.read_manifest(models / "mnist" / "2").dataset["user_data"]
+    assert (user["format"], user["files"], user["rows"]) == ("folder", 20, 20)
+    assert user["rows_per_label"] == {str(digit): 2 for digit in range(10)}
+    assert answer.status_code == 200 and answer.json()["version"] == 2
 
 
 # ------------------------------------------------------------------------------ the command
