@@ -14,7 +14,7 @@ from PIL import Image
 from service.model import preprocessing
 from training.userdata import formats, split
 from training.userdata.errors import UserDataError
-from training.userdata.rows import TextRows
+from training.userdata.rows import TextRows, WordTable
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "userdata"
 TOPICS = ["cocoa", "grain", "veg-oil", "earn", "acq"]  # enough of the 46 for these tests
@@ -127,6 +127,14 @@ def test_vocabulary_ranks_words_by_count_like_the_book_index():
 
     assert index["a"] == 1  # the most frequent word ranks first
     assert sorted(index.values()) == list(range(1, len(index) + 1))
+
+
+def test_words_of_equal_count_rank_by_first_appearance():
+    words = WordTable()
+    for text in ["zeta yak xi wolf", "wolf xi yak zeta", "vole"]:
+        words.row_ids(preprocessing.tokenize(text))
+
+    assert list(words.word_index()) == ["zeta", "yak", "xi", "wolf", "vole"]
 
 
 # ------------------------------------------------------------------------------ bad data

@@ -26,7 +26,14 @@ class WordTable:
         """The ids of a text's distinct words (new words get the next ids); counts every word."""
         self.counts.update(words)
         ids = self.ids
-        return [ids.setdefault(word, len(ids)) for word in set(words)]
+        distinct = set(words)
+        if distinct.difference(ids):
+            # New words are numbered in the order the text uses them (never a set's order, which
+            # changes from run to run), so ties in the ranking fall the same way every time.
+            for word in words:
+                if word not in ids:
+                    ids[word] = len(ids)
+        return list(map(ids.__getitem__, distinct))
 
     def word_index(self) -> dict[str, int]:
         """Words ranked by count, 1 = most frequent, ties by first appearance (as Keras' index)."""
