@@ -255,16 +255,8 @@ def _prepare_houses(
     if add:
         raw = np.concatenate([book.x_train, raw])
         prices = np.concatenate([book.y_train, prices])
-    mean, std = raw.mean(axis=0), raw.std(axis=0)
-    # A feature that never varies in the training rows carries nothing; dividing by 1 keeps it 0.
-    std = np.where(std > 0, std, 1.0)
-    params = {
-        "kind": "standardize",
-        "feature_names": list(preprocessing.HOUSING_FEATURES),
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-        "training_range": {"min": raw.min(axis=0).tolist(), "max": raw.max(axis=0).tolist()},
-    }
+    params = features.preprocessing_params(recipe, replace(book, x_train=raw))
+    mean, std = params["mean"], params["std"]
     x = preprocessing.standardize(raw, mean, std)
     held_x = preprocessing.standardize(data.features[held], mean, std)
     book_rows = len(book.y_train) if add else 0
