@@ -92,6 +92,17 @@ def test_digit_folder_reads_pictures_of_any_size_through_the_server_preprocessin
     )
 
 
+def test_jpeg_pictures_read_beside_png(tmp_path):
+    folder = tmp_path / "digits"
+    shutil.copytree(FIXTURES / "digits", folder)
+    png = next((folder / "5").iterdir())
+    Image.open(png).convert("L").save(folder / "5" / "scan.JPG", format="JPEG")
+
+    data = formats.read("mnist", folder)
+
+    assert data.rows_per_label()["5"] == 3
+
+
 def test_gzip_compressed_json_lines_read_the_same(tmp_path):
     packed = tmp_path / "reviews.jsonl.gz"
     packed.write_bytes(gzip.compress((FIXTURES / "reviews.jsonl").read_bytes()))
