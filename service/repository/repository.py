@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from service.dataplane.batching import Batcher, BatchStats
 from service.errors import ArtifactError, LoadFailedError, ModelNotFoundError, UnavailableError
 from service.model import artifacts
 from service.model.artifacts import Manifest
+from service.model.batching import Batcher, BatchStats
 from service.model.codecs import Codec, Limits, build_codec
 from service.model.runtime import compile_model
 from service.observability import metrics
