@@ -283,4 +283,3 @@ def add_commands(commands: Any) -> None:
     models.add_argument("--json", action="store_true")
     add_dirs(models, data=False)
     models.set_defaults(func=cmd_models)
-
