@@ -20,7 +20,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def add_commands(commands: Any) -> None:
-    serve = commands.add_parser("serve", help="serve the models over HTTP")
+    serve = commands.add_parser("serve", help="serve the models over HTTP", allow_abbrev=False)
     serve.add_argument("--host", help="default $DLWP_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, help="default $DLWP_PORT or 8000")
     serve.add_argument("--workers", type=int, help="server processes (default $DLWP_WORKERS or 1)")
@@ -30,7 +30,9 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--grpc-port", type=int, help="default $DLWP_GRPC_PORT or 8001; 0: off")
     serve.set_defaults(func=cmd_serve)
 
-    predict = commands.add_parser("predict", help="ask a running server for a prediction")
+    predict = commands.add_parser(
+        "predict", help="ask a running server for a prediction", allow_abbrev=False
+    )
     predict.add_argument("task", choices=["sentiment", "topics", "digits", "housing"])
     predict.add_argument(
         "inputs",
@@ -101,7 +103,9 @@ SERVING_COMMANDS = ("serve", "predict")
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dlwp", description="Train, evaluate, list, serve and query the book's models."
+        prog="dlwp",
+        description="Train, evaluate, list, serve and query the book's models.",
+        allow_abbrev=False,  # `--data` must never be read as another option's abbreviation
     )
     commands = parser.add_subparsers(dest="command", required=True)
     if not argv or argv[0] not in SERVING_COMMANDS:
