@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -48,40 +47,23 @@ def add_commands(commands: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     overrides = {"host": args.host, "port": args.port, "workers": args.workers,
                  "models_dir": args.models_dir, "grpc_port": args.grpc_port}  # fmt: skip
     for key, value in overrides.items():
         if value is not None:
             # Workers are separate processes that build their own Settings from the environment.
             os.environ[f"DLWP_{key.upper()}"] = str(value)
-    from service.process.server import serve
-    from service.process.transport import uvicorn_options
+    from service.process.supervisor import serve
     from service.settings import Settings
 
     settings = Settings()
     if settings.grpc_port:
-        from service.grpc.server import check_port_free
+        from service.process.ports import check_port_free
 
         check_port_free(settings.host, settings.grpc_port)  # before the workers share it
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="dlwp-metrics-")
-    config = uvicorn.Config(
-        "service.process.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        **uvicorn_options(settings),
-        access_log=False,
-        log_config=None,
-        # A stop waits for every accepted request; each meets its own deadline well before this.
-        timeout_graceful_shutdown=math.ceil(settings.request_timeout_s) + 5,
-    )
-    serve(config, settings)
-    return 0
+    return serve(settings)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
