@@ -70,3 +70,9 @@ class UnavailableError(DlwpError):
 
 class DeadlineExceededError(DlwpError):
     status_code = 504
+
+
+class ConflictError(DlwpError):
+    """The request contradicts what is going on now (a second rollout while one runs)."""
+
+    status_code = 409

@@ -27,6 +27,7 @@ from service.observability import metrics
 from service.observability.logs import configure_logging
 from service.protocols.schemas import with_error_bodies
 from service.repository.repository import ModelRepository
+from service.repository.rollout import Rollouts
 from service.rest.hotpath import HotRoutes, response_for_error
 from service.rest.http import error_response
 from service.rest.middleware import BodyLimitMiddleware, RequestMiddleware
@@ -60,6 +61,7 @@ def create_api(settings: Settings) -> FastAPI:
     configure_threads(settings.compute_threads)
     configure_logging(settings.log_level)
     repository = ModelRepository(settings)
+    rollouts = Rollouts(repository)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,7 +78,10 @@ def create_api(settings: Settings) -> FastAPI:
         grpc_front = await grpc_server.start(app.state.plane, settings)
         # Repository calls answered by another worker or replica reach this one through the
         # shared desired state, followed whether or not version polling is on.
-        background = [asyncio.create_task(repository.sync_forever())]
+        background = [
+            asyncio.create_task(repository.sync_forever()),
+            asyncio.create_task(rollouts.watch_forever()),  # counts published, gates decided
+        ]
         if settings.poll_seconds > 0:
             background.append(asyncio.create_task(repository.poll_forever()))
         try:
@@ -85,6 +90,7 @@ def create_api(settings: Settings) -> FastAPI:
             await grpc_server.stop(grpc_front, settings.request_timeout_s)
             for task in background:
                 task.cancel()
+            rollouts.publish(force=True)  # what this worker saw still counts once it is gone
             await repository.close()
 
     app = FastAPI(
@@ -97,6 +103,7 @@ def create_api(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.plane = DataPlane(repository, settings)
+    app.state.rollouts = rollouts
     app.include_router(tasks.router)
     app.include_router(v2.router)
     app.include_router(explain_routes.router)  # before tfserving: its /{target} takes any verb

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from service.dataplane.plane import DataPlane
 from service.errors import BadRequestError
 from service.repository.repository import ModelRepository
+from service.repository.rollout import Rollouts as RolloutControl
 from service.settings import Settings
 
 
@@ -34,6 +35,11 @@ def get_repository(request: Request) -> ModelRepository:
     return repository
 
 
+def get_rollouts(request: Request) -> RolloutControl:
+    rollouts: RolloutControl = request.app.state.rollouts
+    return rollouts
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -41,3 +47,4 @@ def get_settings(request: Request) -> Settings:
 
 Repository = Annotated[ModelRepository, Depends(get_repository)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+Rollouts = Annotated[RolloutControl, Depends(get_rollouts)]
