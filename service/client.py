@@ -42,5 +42,12 @@ class ServerClient:
         """Ask the server to serve the model's newest (or pinned) version; the version serving."""
         return int(self._call("POST", f"/v2/repository/models/{model}/load")["version"])
 
+    def rollout(self, model: str, action: str = "", body: dict[str, Any] | None = None) -> Any:
+        """Start (body given), read (no action), promote or abort a model's rollout."""
+        path = f"/v2/repository/models/{model}/rollout" + (f"/{action}" if action else "")
+        if body is not None:
+            return self._call("POST", path, json=body)
+        return self._call("POST" if action else "GET", path)
+
     def predict(self, task: str, **request: Any) -> Any:
         return self._call("POST", f"/v1/{task}", **request)

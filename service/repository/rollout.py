@@ -20,7 +20,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from service.errors import (
@@ -48,10 +48,10 @@ PUBLISH_S = 0.25  # how often a worker writes its counts (when they changed)
 DECIDE_S = 0.5  # how often a worker asks the gate about each running rollout
 
 # Live accuracy from feedback for one rollout: (model, rollout id) → labelled counts.
-LabelSource = Callable[[str, str], Labelled]
+LabelSource = Callable[[str, str], Awaitable[Labelled]]
 
 
-def _no_labels(name: str, rollout_id: str) -> Labelled:
+async def _no_labels(name: str, rollout_id: str) -> Labelled:
     return Labelled()
 
 
@@ -118,16 +118,16 @@ class Rollouts:
             log.info("rollout %s started: %s version %s beside %s, %s, share %s", record.id,
                      name, version, serving.version, mode, share)  # fmt: skip
             await repository.converge(generation, (name, serving.version), candidate=version)
-        return self.status(name)
+        return await self.status(name)
 
-    def status(self, name: str) -> dict[str, Any]:
+    async def status(self, name: str) -> dict[str, Any]:
         """The model's rollout (running, or how its last one ended) with its figures."""
         self.repository.require_known(name)
         self.repository.refresh()
         record = self.repository.desired.rollouts.get(name)
         if record is None:
             raise ModelNotFoundError(f"no rollout of {name!r} was ever started")
-        figures = self._figures(name, record) if record.running else (record.figures or {})
+        figures = await self._figures(name, record) if record.running else (record.figures or {})
         return {
             "model": name,
             "id": record.id,
@@ -178,7 +178,7 @@ class Rollouts:
         for router in self.repository.routers():
             record = router.record
             name = router.sides["serving"].name
-            stats, labelled = self._totals(name, record)
+            stats, labelled = await self._totals(name, record)
             gate = gates.Gate(**record.gate)
             verdict = gates.decide(gate, stats, labelled, record.task == "housing")
             if verdict is None:
@@ -189,16 +189,16 @@ class Rollouts:
 
     # ------------------------------------------------------------------ internals
 
-    def _totals(self, name: str, record: RolloutRecord) -> tuple[RolloutStats, Labelled]:
+    async def _totals(self, name: str, record: RolloutRecord) -> tuple[RolloutStats, Labelled]:
         total = RolloutStats()
         for worker in self.repository.state.rollout_stats(name, record.id):
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 total.add(RolloutStats.from_json(worker))
-        return total, self.labels(name, record.id)
+        return total, await self.labels(name, record.id)
 
-    def _figures(self, name: str, record: RolloutRecord) -> dict[str, Any]:
+    async def _figures(self, name: str, record: RolloutRecord) -> dict[str, Any]:
         self.publish()  # this worker's latest counts count too
-        stats, labelled = self._totals(name, record)
+        stats, labelled = await self._totals(name, record)
         return gates.figures(stats, labelled, record.task == "housing")
 
     async def _end_by_request(self, name: str, state: RolloutState, reason: str) -> dict[str, Any]:
@@ -209,13 +209,13 @@ class Rollouts:
             raise ConflictError(f"no rollout of {name} is running")
         self.publish()
         generation = await self._end(
-            name, record.id, state, reason, self._figures(name, record), "request"
+            name, record.id, state, reason, await self._figures(name, record), "request"
         )
         if generation is None:
             raise ConflictError(f"the rollout of {name} ended meanwhile; see its status")
         version = record.candidate if state == "promoted" else record.serving
         await self.repository.converge(generation, (name, version))
-        return self.status(name)
+        return await self.status(name)
 
     async def _end(
         self,

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 
 from service.dataplane.plane import DataPlane
 from service.errors import DlwpError
+from service.feedback.recorder import Recorder
 from service.grpc import server as grpc_server
 from service.model.runtime import configure_backend, configure_threads
 from service.observability import metrics
@@ -32,6 +33,7 @@ from service.rest.hotpath import HotRoutes, response_for_error
 from service.rest.http import error_response
 from service.rest.middleware import BodyLimitMiddleware, RequestMiddleware
 from service.rest.routes import explain as explain_routes
+from service.rest.routes import feedback as feedback_routes
 from service.rest.routes import page as page_routes
 from service.rest.routes import repository as repository_routes
 from service.rest.routes import tasks, tfserving, v2
@@ -61,7 +63,8 @@ def create_api(settings: Settings) -> FastAPI:
     configure_threads(settings.compute_threads)
     configure_logging(settings.log_level)
     repository = ModelRepository(settings)
-    rollouts = Rollouts(repository)
+    recorder = Recorder(settings, repository.state.folder)
+    rollouts = Rollouts(repository, recorder.rollout_labels)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +72,7 @@ def create_api(settings: Settings) -> FastAPI:
         # Loading before start-up completes keeps this worker off the shared socket until its
         # models are warm, so with several workers no request reaches one that is still loading.
         await repository.load_all()
+        await recorder.start()
         log.info("ready: serving %s", ", ".join(
             f"{s.name}/{s.version}" for s in repository.live_models()) or "nothing")  # fmt: skip
         # Everything allocated so far (TensorFlow, the models) lives as long as the process: move
@@ -81,6 +85,7 @@ def create_api(settings: Settings) -> FastAPI:
         background = [
             asyncio.create_task(repository.sync_forever()),
             asyncio.create_task(rollouts.watch_forever()),  # counts published, gates decided
+            asyncio.create_task(recorder.flush_forever()),  # answers kept for their labels
         ]
         if settings.poll_seconds > 0:
             background.append(asyncio.create_task(repository.poll_forever()))
@@ -92,6 +97,7 @@ def create_api(settings: Settings) -> FastAPI:
                 task.cancel()
             rollouts.publish(force=True)  # what this worker saw still counts once it is gone
             await repository.close()
+            await recorder.close()
 
     app = FastAPI(
         title="dlwp-serving",
@@ -104,11 +110,13 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.plane = DataPlane(repository, settings)
     app.state.rollouts = rollouts
+    app.state.recorder = recorder
     app.include_router(tasks.router)
     app.include_router(v2.router)
     app.include_router(explain_routes.router)  # before tfserving: its /{target} takes any verb
     app.include_router(tfserving.router)
     app.include_router(repository_routes.router)
+    app.include_router(feedback_routes.router)
     app.include_router(page_routes.router)
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["metrics"],
                       summary="Prometheus metrics (text format)",

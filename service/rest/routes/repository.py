@@ -164,7 +164,7 @@ async def rollout_start(name: str, request: Request, rollouts: Rollouts, _: Admi
     responses={**_ROLLOUT_ANSWER, **schemas.error_responses(404, 503)},
 )
 async def rollout_status(name: str, rollouts: Rollouts) -> Response:
-    return json_response(rollouts.status(name))
+    return json_response(await rollouts.status(name))
 
 
 @router.post(
