@@ -11,7 +11,7 @@ BACKEND ?= tensorflow
 CUDA ?= 0
 IMAGE ?= dlwp-serving
 
-.PHONY: install serve test lint train evaluate wrk bench loadtest soak proto clean lock lock-upgrade \
+.PHONY: install serve test lint train evaluate wrk bench bench-ab loadtest soak proto clean lock lock-upgrade \
 	lean wheels image
 
 install: $(VENV)/.installed
@@ -77,6 +77,10 @@ wrk:
 
 bench: install wrk lean
 	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
+
+# This tree against an earlier commit, interleaved in one run: `make bench-ab BASE=<git ref>`.
+bench-ab: install wrk
+	$(BIN)/python loadtests/bench_ab.py --base $(BASE) $(BENCH_ARGS)
 
 loadtest: install
 	$(BIN)/python loadtests/run_locust.py

@@ -171,8 +171,7 @@ def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
     for name, texts in (("imdb", payloads.reviews(25_000)), ("reuters", payloads.wires(10_000))):
         codec, predict = load(name)
         assert isinstance(codec, codecs.TextCodec)
-        rows = codec.rows_from_texts(texts)
-        ratios = codecs.TEXT_OOV_RATIOS.get()
+        rows, ratios = codec.encode_texts(texts)
         assert ratios is not None
         top, confidence = signals.top_class(run(predict, rows), sigmoid=name == "imdb")
         labels = codec.labels or []

@@ -65,10 +65,23 @@ def add_commands(commands: Any) -> None:
                        ("abort", "stop the rollout; the serving version stays")):  # fmt: skip
         action = actions.add_parser(name, help=text)
         action.add_argument("model")
-    for parser in (start, *actions.choices.values()):
+    for parser in actions.choices.values():
         parser.add_argument("--url", default=os.environ.get("DLWP_URL", DEFAULT_URL))
         parser.add_argument("--json", action="store_true", help="print the status as JSON")
     rollout.set_defaults(func=cmd_rollout)
+
+    feedback = commands.add_parser("feedback", help="labelled answers kept by the server")
+    feedback_actions = feedback.add_subparsers(dest="action", required=True)
+    export = feedback_actions.add_parser(
+        "export", help="write the labelled examples in the format `dlwp train --data` reads"
+    )
+    export.add_argument("model", choices=["imdb", "reuters", "housing", "mnist"])
+    export.add_argument("--out", help="file (folder for mnist); default <model>-feedback.*")
+    export.add_argument(
+        "--state-dir", help="the server's state folder (default $DLWP_STATE_DIR, else "
+        "<models dir>/.dlwp-state); $DLWP_FEEDBACK_DB wins when set"
+    )  # fmt: skip
+    export.set_defaults(func=cmd_feedback_export)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -148,6 +161,28 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    from service.feedback import export
+    from service.feedback.store import open_store
+    from service.repository.desired_state import STATE_DIR_NAME
+    from service.settings import Settings
+
+    settings = Settings()
+    state_dir = Path(args.state_dir or settings.state_dir or settings.models_dir / STATE_DIR_NAME)
+    store = open_store(settings.feedback_db, state_dir, settings.feedback_max_answers,
+                       settings.feedback_max_age_s)  # fmt: skip
+    try:
+        examples = store.labelled(args.model)
+    finally:
+        store.close()
+    out = Path(args.out) if args.out else export.default_path(args.model)
+    written, skipped = export.export(args.model, examples, out)
+    print(f"{written} labelled {args.model} examples written to {out}"
+          + (f"; {skipped} labelled without their inputs (the server keeps inputs only with "
+             "DLWP_FEEDBACK_KEEP_INPUTS=true)" if skipped else ""))  # fmt: skip
+    return 0
+
+
 def _features(pairs: list[str]) -> dict[str, float]:
     features = {}
     for pair in pairs:
@@ -158,7 +193,7 @@ def _features(pairs: list[str]) -> dict[str, float]:
     return features
 
 
-SERVING_COMMANDS = ("serve", "predict", "rollout")
+SERVING_COMMANDS = ("serve", "predict", "rollout", "feedback")
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import Request
 
 from service.dataplane.plane import DataPlane
 from service.errors import InvalidInputError
 from service.model import preprocessing
-from service.model.codecs import Codec, HousingCodec, TextCodec, TopicsCodec
+from service.model.codecs import Codec, Encoded, HousingCodec, TextCodec, TopicsCodec
 from service.repository.repository import ServedVersion
 
 
@@ -39,7 +38,7 @@ class Occlusion:
 
 def text_occlusion(codec: TextCodec, texts: Sequence[Any], max_rows: int) -> Occlusion:
     """Each text's row followed by one row per distinct in-vocabulary word, that word removed."""
-    base = codec.rows_from_texts(texts)  # validates count, type, length, emptiness
+    base = codec.encode_texts(texts).rows  # validates count, type, length, emptiness
     words_per_text = [_known_words(text, codec) for text in texts]
     _check_cost(sum(len(words) + 1 for words in words_per_text), max_rows, "distinct known words")
     blocks, starts, names = [], [], []
@@ -109,21 +108,22 @@ def _check_cost(rows: int, max_rows: int, what: str) -> None:
 
 
 async def explain(
-    request: Request,
-    name: str,
-    version: int | None,
+    plane: DataPlane,
+    served: ServedVersion,
     occlude: Callable[[Codec, int], Occlusion],
     top_k: int | None = None,
 ) -> tuple[ServedVersion, list[dict[str, Any]]]:
-    """Run a request's occlusion rows through the model's batcher in one submit; explain them."""
-    plane: DataPlane = request.app.state.plane
+    """Run a request's occlusion rows through `served`'s batcher in one submit; explain them.
+
+    `served` comes from `plane.resolve`, with no `await` in between (as `DataPlane.run` asks).
+    """
     # A cap above the queue bound could never be queued: it would answer 503 for ever.
     max_rows = min(plane.settings.max_explain_rows, plane.settings.max_queue_rows)
     made: list[Occlusion] = []
 
-    def encode(codec: Codec) -> np.ndarray:
+    def encode(codec: Codec) -> Encoded:
         made.append(occlude(codec, max_rows))
-        return made[0].rows
+        return Encoded(made[0].rows)
 
-    served, outputs = await plane.predict(request, name, version, encode, observe=False)
-    return served, explained_predictions(served.codec, made[0], outputs, top_k)
+    inference = await plane.run(served, encode, observe=False)
+    return served, explained_predictions(served.codec, made[0], inference.outputs, top_k)

@@ -1,94 +1,167 @@
-"""The one inference core every route family calls: resolve the version, encode, batch, run."""
+"""The one inference core every route family and transport calls: resolve, encode, batch, run.
+
+A call names a model, optionally a version, and its work: a function that encodes the request's
+decoded inputs with the codec of whichever version answers (`Work`). The version is chosen first
+(`resolve`), then the work runs through that version's batcher (`run`); `infer` does both. What
+the caller needs comes back as a value (`Inference`): the outputs, the version that computed
+them, and the encoded inputs. Nothing here knows HTTP or gRPC.
+
+A model with a running rollout has a router (`repository/routing.py`): `resolve` asks it which
+side answers (the caller's rollout key keeps a client on one side), and `run` hands it the answer,
+for the counts and the other side's shadow work. Answers are kept for feedback (`feedback/`).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
-from fastapi import Request
 
-from service.errors import ArtifactError
-from service.model.codecs import Codec
+from service.errors import ArtifactError, UnavailableError
+from service.feedback.recorder import Recorder, Served
+from service.model.codecs import Codec, Encoded
+from service.observability import metrics
+from service.observability.logs import REQUEST_ID
 from service.observability.signals import Signals
 from service.repository.repository import ModelRepository, ServedVersion
-from service.repository.routing import Router, counts_as_failure
+from service.repository.routing import OTHER, Router, counts_as_failure
 from service.settings import Settings
 
-ROLLOUT_KEY = "x-rollout-key"  # a client's key (e.g. a user id): the same side answers it always
+ROLLOUT_KEY = "x-rollout-key"  # a client's key (a user id, …): the same side answers it always
 
 C = TypeVar("C", bound=Codec)
 
+Work = Callable[[Codec], Encoded]
+"""A request's inputs, encoded with the answering version's codec (called once, when admitted).
+
+A function of the codec rather than rows made in advance: each version encodes with its own
+vocabulary and preprocessing, so the same work can run on any version of the model.
+"""
+
+
+class Inference(NamedTuple):  # a tuple: immutable, and made in a third of a frozen dataclass' time
+    """The answer of one call: outputs in row order, and the version that computed them."""
+
+    served: ServedVersion  # the version that answered: its name, number, codec and manifest
+    outputs: np.ndarray
+    inputs: Encoded  # the rows the model saw (and what the signals read from the inputs)
+
+    @property
+    def model(self) -> str:
+        return self.served.name
+
+    @property
+    def version(self) -> int:
+        return self.served.version
+
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, settings: Settings) -> None:
+    def __init__(
+        self, repository: ModelRepository, settings: Settings, recorder: Recorder | None = None
+    ) -> None:
         self.repository = repository
         self.settings = settings
         self.signals = Signals() if settings.signals else None
+        self.recorder = recorder
 
-    async def predict(
+    def resolve(
+        self, model: str, version: int | None = None, rollout_key: str | None = None
+    ) -> ServedVersion:
+        """The version that answers for `model` (or exactly `version`); 404/503 with a reason.
+
+        During a canary rollout, the side its router draws (by `rollout_key`, the client's
+        `X-Rollout-Key`, when given). Pass it to `run` with no `await` in between: a swap could
+        otherwise retire the version before its batcher admits the request.
+        """
+        router = self.repository.router(model) if version is None else None
+        if router is not None:
+            return router.sides[router.choose(rollout_key)]
+        return self.repository.live(model, version)
+
+    async def infer(
         self,
-        request: Request,
-        name: str,
+        model: str,
         version: int | None,
-        encode: Callable[[Codec], np.ndarray],
+        work: Work,
         count: int | None = None,
         observe: bool = True,
-    ) -> tuple[ServedVersion, np.ndarray]:
-        """Run `encode(codec)`'s rows through the live version's batcher; outputs in row order.
+    ) -> Inference:
+        """`run(resolve(model, version), ...)`, for a caller that needs nothing in between."""
+        return await self.run(self.resolve(model, version), work, count, observe)
 
-        `count`, the rows the request will encode to where the route knows it from the parsed
+    async def run(
+        self, served: ServedVersion, work: Work, count: int | None = None, observe: bool = True
+    ) -> Inference:
+        """Run `work(served.codec)`'s rows through `served`'s batcher; outputs in row order.
+
+        `count`, the rows the request will encode to where the caller knows it from the parsed
         body, lets the batcher admit (or refuse) the request before paying for the encoding.
         `observe=False` keeps rows that are not the client's inputs (explanations' occlusion
-        variants) out of the input and prediction signals.
+        variants) out of the input and prediction signals. A request refused for want of room
+        (503) is counted in `dlwp_rejected_total` here, whichever transport it came by.
         """
-        router = self.repository.router(name) if version is None else None
-        if router is not None:
-            request.state.model = name
-            return await self._routed(router, request.headers.get(ROLLOUT_KEY), encode, count)
-        served = self.repository.live(name, version)
-        request.state.model = name
-        # No await between resolving the version and being admitted by its batcher: a swap in
-        # between could otherwise retire the version this request holds.
-        if self.signals is None or not observe:
-            outputs = await served.batcher.predict(
-                lambda: encode(served.codec), self.settings.request_timeout_s, count
-            )
-            return served, outputs
-        encoded: list[np.ndarray] = []
+        encoded: Encoded | None = None
 
-        def encode_rows() -> np.ndarray:
-            rows = encode(served.codec)
-            encoded.append(rows)  # kept for the signals, computed on the rows already built
-            return rows
+        def encode() -> np.ndarray:
+            nonlocal encoded
+            encoded = work(served.codec)
+            return encoded.rows
 
-        outputs = await served.batcher.predict(encode_rows, self.settings.request_timeout_s, count)
-        self.signals.observe(name, served.codec, encoded[0], outputs)
-        return served, outputs
-
-    async def _routed(
-        self,
-        router: Router,
-        key: str | None,
-        encode: Callable[[Codec], np.ndarray],
-        count: int | None,
-    ) -> tuple[ServedVersion, np.ndarray]:
-        """A request to a model with a running rollout: the side the router chooses answers;
-        the other computes it as a shadow if asked (off this request's path)."""
-        role, shadow = router.choose(key)
-        served = router.sides[role]
-        timeout_s = self.settings.request_timeout_s
+        router = self.repository.router(served.name) if observe else None
+        role = router.role_of(served) if router is not None else None
         started = time.perf_counter()
         try:
-            outputs = await served.batcher.predict(lambda: encode(served.codec), timeout_s, count)
+            outputs = await served.batcher.predict(encode, self.settings.request_timeout_s, count)
+        except UnavailableError:
+            metrics.REJECTED.labels(served.name).inc()
+            raise
         except Exception as error:
-            if counts_as_failure(error):
+            if router is not None and role is not None and counts_as_failure(error):
                 router.failed(role, count or 1)
             raise
-        router.observed(role, time.perf_counter() - started, len(outputs))
-        router.answered(role, encode, outputs, timeout_s, shadow)
-        return served, outputs
+        assert encoded is not None  # the batcher answers only rows it was given
+        if observe and self.signals is not None:
+            self.signals.observe(served.name, served.codec, encoded, outputs)
+        if router is not None and role is not None:
+            router.observed(role, time.perf_counter() - started, len(outputs))
+            self._compare(router, role, work, encoded, outputs)
+        elif observe and self.recorder is not None and self.recorder.enabled:
+            self.recorder.add(Served(
+                REQUEST_ID.get() or "", served.name, served.manifest.task, "serving", None,
+                {"serving": served.version}, {"serving": served.codec}, {"serving": outputs},
+                encoded if self.recorder.keep_inputs else None, time.time(),
+            ))  # fmt: skip
+        return Inference(served, outputs, encoded)
+
+    def _compare(
+        self, router: Router, role: str, work: Work, encoded: Encoded, outputs: np.ndarray
+    ) -> None:
+        """Hand a rollout's answer to its router: the other side computes it (if drawn), and
+        both answers are kept for feedback once in."""
+        recorder = self.recorder
+        done = None
+        if recorder is not None and recorder.enabled:
+            request_id = REQUEST_ID.get() or ""  # read now: the shadow finishes after the request
+            inputs = encoded if recorder.keep_inputs else None
+            sides = router.sides
+            created = time.time()
+
+            def done(serving: np.ndarray | None, candidate: np.ndarray | None) -> None:
+                other = OTHER[role]
+                computed = {role: sides[role].version}
+                if (serving if other == "serving" else candidate) is not None:
+                    computed[other] = sides[other].version
+                recorder.add(Served(
+                    request_id, sides[role].name, router.task, role, router.record.id,
+                    computed,  # type: ignore[arg-type]
+                    {r: s.codec for r, s in sides.items()},
+                    {"serving": serving, "candidate": candidate}, inputs, created,
+                ))  # fmt: skip
+
+        router.answered(role, lambda codec: work(codec).rows, outputs,
+                        self.settings.request_timeout_s, router.shadows(role), done)  # fmt: skip
 
 
 def expect_codec(codec: Codec, kind: type[C]) -> C:

@@ -23,7 +23,7 @@ import numpy as np
 
 from service.errors import ConflictError, InvalidInputError, ModelNotFoundError
 from service.feedback.store import Answer, FeedbackStore, open_store
-from service.model.codecs import Codec, HousingCodec
+from service.model.codecs import Codec, Encoded, HousingCodec
 from service.observability import metrics
 from service.repository.comparison import ROLES, Labelled
 from service.settings import Settings
@@ -47,7 +47,7 @@ class Served:
     versions: dict[str, int | None]  # role → version that computed it (None: not computed)
     codecs: dict[str, Codec]
     outputs: dict[str, np.ndarray | None]
-    inputs: Sequence[Any] | None
+    inputs: Encoded | None  # only when inputs are kept
     created: float
 
 
@@ -255,7 +255,7 @@ class Recorder:
             await asyncio.sleep(FLUSH_S / 2)
 
     def _rows(self, pending: list[Served]) -> list[Answer]:
-        rows = []
+        rows: list[Answer] = []
         for served in pending:
             self._tasks[served.model] = served.task
             words: dict[str, list[str] | None] = {}
@@ -266,7 +266,11 @@ class Recorder:
                     served.task, codec, outputs
                 )  # fmt: skip
             answering = words[served.answered_by] or []
-            inputs = served.inputs if self.keep_inputs and served.inputs is not None else None
+            inputs = None
+            if self.keep_inputs and served.inputs is not None:
+                codec = served.codecs[served.answered_by]
+                encoded = served.inputs
+                inputs = keepable_inputs(served.task, codec, encoded.rows, encoded.texts)
             for item in range(len(answering)):
                 rows.append(Answer(
                     served.request_id, item, served.model, served.created, served.answered_by,

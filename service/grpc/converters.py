@@ -1,4 +1,4 @@
-"""Protocol messages ↔ the tensors and answers the V2 REST routes use (one converter each).
+"""Protocol messages ↔ the Open Inference Protocol's neutral form (`service.protocols.v2`).
 
 Inputs become the same `{name: values}` the REST route decodes, through the same
 `tensors.decode_input`, so both fronts accept, convert and refuse tensors alike.
@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from service.dataplane.plane import Inference
 from service.errors import BadRequestError, InvalidInputError
 from service.grpc import protocol
-from service.protocols import schemas, tensors
+from service.protocols import schemas, tensors, v2
 from service.repository.repository import ServedVersion
-from service.rest.deps import parse_version
-from service.rest.routes import v2
 
 # The typed-contents field that carries each datatype's elements. FP16 has none (raw only).
 CONTENTS_FIELD = {
@@ -24,11 +21,6 @@ CONTENTS_FIELD = {
     "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
     "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }  # fmt: skip
-
-
-def version_of(text: str) -> int | None:
-    """A request's `version` string: empty means the served one; otherwise an integer (400)."""
-    return parse_version(text) if text else None
 
 
 def decode_inputs(request: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -81,13 +73,11 @@ def _typed_data(tensor: Any) -> Any:
     return list(data) if field == "bytes_contents" else data
 
 
-def infer_response(
-    served: ServedVersion, output_name: str, outputs: np.ndarray, raw: bool, request_id: str
-) -> Any:
+def infer_response(inference: Inference, output_name: str, raw: bool, request_id: str) -> Any:
     """The model's outputs as a ModelInferResponse: raw contents, or typed ones."""
-    spec, data = tensors.encode_output(output_name, outputs, raw)
+    spec, data = tensors.encode_output(output_name, inference.outputs, raw)
     response = protocol.ModelInferResponse(
-        model_name=served.name, model_version=str(served.version), id=request_id
+        model_name=inference.model, model_version=str(inference.version), id=request_id
     )
     tensor = response.outputs.add(name=spec["name"], datatype=spec["datatype"], shape=spec["shape"])
     if raw:
@@ -98,8 +88,8 @@ def infer_response(
 
 
 def model_metadata(served: ServedVersion) -> Any:
-    """The REST metadata of a served version, as a ModelMetadataResponse."""
-    meta = v2.metadata(served)
+    """A served version's metadata (as REST answers it), as a ModelMetadataResponse."""
+    meta = v2.model_metadata(served)
     return protocol.ModelMetadataResponse(
         name=meta["name"],
         versions=meta["versions"],

@@ -1,9 +1,10 @@
 """The RPCs of `inference.GRPCInferenceService`: each decodes, calls the DataPlane, encodes.
 
-As thin as the REST routes in `service/rest/routes/v2.py`, and sharing their functions: the same
-models, versions, tensors, answers, and error messages. Errors become gRPC status codes in one
-place (`_status`); every measured call is counted in the same metrics as REST, with the HTTP
-code the same error gets on REST, so one alert covers both protocols.
+As thin as the REST routes, and sharing the protocol's semantics with them
+(`service.protocols.v2`): the same models, versions, tensors, answers, and error messages.
+Errors get their gRPC status code from the one table (`service.errors.STATUS`); every measured
+call is counted in the same metrics as REST, with the HTTP code the same error gets on REST, so
+one alert covers both protocols.
 
 grpcio receives each call on one of its threads, which hands the handler to the server's event
 loop (where the DataPlane and the batchers live) and waits. Measured on one core, housing at
@@ -19,74 +20,76 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from starlette.requests import Request
 
-from service.dataplane.plane import DataPlane
-from service.errors import DlwpError, UnavailableError
+from service.dataplane.plane import ROLLOUT_KEY, DataPlane
+from service.errors import DlwpError, UnavailableError, status_of
 from service.grpc import converters, protocol
+from service.model.codecs import Codec, Encoded
 from service.observability import metrics
 from service.observability.requestid import HEADER as REQUEST_ID_HEADER
 from service.observability.requestid import accept_or_new, bound
-from service.rest.routes import v2
+from service.protocols import v2
+from service.protocols.versions import optional_version
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any, Request], Coroutine[Any, Any, Any]]
 
-# HTTP status (as REST answers) → gRPC code; DESIGN.md "One server, many processes".
-_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    404: grpc.StatusCode.NOT_FOUND,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
-    422: grpc.StatusCode.INVALID_ARGUMENT,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
+@dataclass(slots=True)
+class Call:
+    """One RPC as its handler sees it: the method's route, and the model label once known."""
+
+    route: str
+    model: str = ""  # the served model the call is for, set once the DataPlane resolved it
+    rollout_key: str | None = None  # x-rollout-key metadata: keeps a client on one rollout side
+
+
+Handler = Callable[[Any, Call], Coroutine[Any, Any, Any]]
 
 
 def handlers(plane: DataPlane, loop: asyncio.AbstractEventLoop) -> grpc.GenericRpcHandler:
     """The service's method handlers, bound to `plane`, running on `loop` (plane's loop)."""
     repository = plane.repository
 
-    async def server_live(message: Any, call: Request) -> Any:
+    async def server_live(message: Any, call: Call) -> Any:
         return protocol.ServerLiveResponse(live=True)
 
-    async def server_ready(message: Any, call: Request) -> Any:
+    async def server_ready(message: Any, call: Call) -> Any:
         # The readiness decision /v2/health/ready answers with, not a second one.
         return protocol.ServerReadyResponse(ready=repository.ready)
 
-    async def model_ready(message: Any, call: Request) -> Any:
+    async def model_ready(message: Any, call: Call) -> Any:
         try:
-            repository.live(message.name, converters.version_of(message.version))
+            repository.live(message.name, optional_version(message.version))
         except UnavailableError:  # known, but not serving yet: "not ready" is the answer
             return protocol.ModelReadyResponse(ready=False)
         return protocol.ModelReadyResponse(ready=True)
 
-    async def server_metadata(message: Any, call: Request) -> Any:
+    async def server_metadata(message: Any, call: Call) -> Any:
         return converters.server_metadata()
 
-    async def model_metadata(message: Any, call: Request) -> Any:
-        served = repository.live(message.name, converters.version_of(message.version))
+    async def model_metadata(message: Any, call: Call) -> Any:
+        served = repository.live(message.name, optional_version(message.version))
         return converters.model_metadata(served)
 
-    async def model_infer(message: Any, call: Request) -> Any:
+    async def model_infer(message: Any, call: Call) -> Any:
         name = message.model_name
-        version = converters.version_of(message.model_version)
+        version = optional_version(message.model_version)
         values, datatypes = converters.decode_inputs(message)
         wanted = [output.name for output in message.outputs]
 
-        def encode(codec: Any) -> Any:
-            return v2.rows_from_inputs(codec, name, values, datatypes)
+        def encode(codec: Codec) -> Encoded:
+            return v2.encode_inputs(codec, name, values, datatypes)
 
-        served, outputs = await plane.predict(call, name, version, encode)
-        output_name = v2.check_outputs(served, wanted)
+        served = plane.resolve(name, version, call.rollout_key)
+        call.model = served.name
+        inference = await plane.run(served, encode)
+        output_name = v2.check_outputs(inference.served, wanted)
         raw = bool(message.raw_input_contents)  # answer raw to a client that sent raw
-        return converters.infer_response(served, output_name, outputs, raw, message.id)
+        return converters.infer_response(inference, output_name, raw, message.id)
 
     rpcs: dict[str, tuple[Handler, Any, bool]] = {
         # name: (handler, request class, measured like the REST route it mirrors)
@@ -122,15 +125,16 @@ def _rpc(
 
     def method(message: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
-        call = _call(route, context)
+        key = _metadata(context, ROLLOUT_KEY)
+        call = Call(route, rollout_key=key.decode("latin-1") if isinstance(key, bytes) else key)
         # The client's x-request-id metadata (or a new id) goes back as trailing metadata; the
         # coroutine copies this thread's context, so its log lines carry the id too.
-        request_id = accept_or_new(call.headers.get(REQUEST_ID_HEADER))
+        request_id = accept_or_new(_metadata(context, REQUEST_ID_HEADER))
         with bound(request_id):
             return run(message, call, context, request_id, started)
 
     def run(
-        message: Any, call: Request, context: grpc.ServicerContext, request_id: str, started: float
+        message: Any, call: Call, context: grpc.ServicerContext, request_id: str, started: float
     ) -> Any:
         status = 200
         trailing: tuple[tuple[str, str], ...] = ((REQUEST_ID_HEADER, request_id),)
@@ -153,38 +157,28 @@ def _rpc(
             context.abort(code, details)
         finally:
             if measured:
-                model = call.scope["state"].get("model", "")
-                metrics.observe_request(model, route, status, time.perf_counter() - started)
+                metrics.observe_request(call.model, route, status, time.perf_counter() - started)
 
     return method
 
 
-def _call(route: str, context: grpc.ServicerContext) -> Request:
-    """The call as the request the core takes: gRPC metadata in, as the headers.
-
-    The DataPlane, the logs and anything keyed on headers (a request id) then see a gRPC call
-    and an HTTP request alike.
-    """
-    headers = [
-        (key.encode("latin-1"), value if isinstance(value, bytes) else value.encode("latin-1"))
-        for key, value in context.invocation_metadata() or ()
-    ]
-    return Request({"type": "http", "method": "POST", "path": route, "headers": headers,
-                    "query_string": b"", "state": {}})  # fmt: skip
+def _metadata(context: grpc.ServicerContext, key: str) -> str | bytes | None:
+    """The value of the call's metadata `key` (keys arrive lower-case), or None."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value  # type: ignore[no-any-return]
+    return None
 
 
-def _status(error: Exception, call: Request) -> tuple[int, grpc.StatusCode, str, Any]:
-    """The one mapping from exceptions to (HTTP-style code, gRPC code, message, trailers)."""
+def _status(error: Exception, call: Call) -> tuple[int, grpc.StatusCode, str, Any]:
+    """An exception as (the HTTP code REST would answer, gRPC code, message, trailers)."""
     if not isinstance(error, DlwpError):
-        log.error("unexpected error on %s", call.url.path, exc_info=error)
+        log.error("unexpected error on %s", call.route, exc_info=error)
         return 500, grpc.StatusCode.INTERNAL, "internal error; the server logged it", ()
+    status = status_of(error)
     trailing: tuple[tuple[str, str], ...] = ()
     if isinstance(error, UnavailableError):
         trailing = (("retry-after", str(error.retry_after_s)),)
-        model = call.scope["state"].get("model")
-        if model:
-            metrics.REJECTED.labels(model).inc()
-    elif error.status_code >= 500:
-        log.error("%s: %s", call.url.path, error.message)
-    code = _CODES.get(error.status_code, grpc.StatusCode.INTERNAL)
-    return error.status_code, code, error.message, trailing
+    elif status.http >= 500:
+        log.error("%s: %s", call.route, error.message)
+    return status.http, grpc.StatusCode[status.grpc], error.message, trailing

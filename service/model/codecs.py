@@ -1,17 +1,17 @@
 """Per-task translation between what clients send and the model's tensors, built from a manifest.
 
 A codec turns served inputs (texts, pixel arrays, images, named or positional housing features)
-into model rows with `service.model.preprocessing`, and model outputs into task answers. Every route
+into model rows with `service.model.preprocessing` (as `Encoded`: the rows, and what the input
+signals need from the inputs themselves), and model outputs into task answers. Every route
 family goes through the same codec, so a task's inputs mean the same thing everywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,10 +19,16 @@ from service.errors import ArtifactError, InvalidInputError
 from service.model import artifacts, preprocessing
 from service.model.artifacts import Manifest
 
-# Each text's share of out-of-vocabulary words, from the request's own tokenisation: only the
-# text codec sees the words, so it leaves the shares here for the signals to read once the
-# model has answered (a context variable: every request, and thread, sees only its own).
-TEXT_OOV_RATIOS: ContextVar[np.ndarray | None] = ContextVar("dlwp_text_oov_ratios", default=None)
+
+class Encoded(NamedTuple):
+    """A request's inputs as model rows, with what only the encoding can see about them."""
+
+    rows: np.ndarray
+    # Text: each text's share of out-of-vocabulary words, from its own tokenisation (the rows,
+    # multi-hot, no longer tell). The input signals read it; None for other tasks.
+    oov_ratios: np.ndarray | None = None
+    # Text: the texts themselves, kept for feedback's examples when asked (feedback/recorder.py).
+    texts: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class Codec:
                 f"got {count} inputs in one request; at most {self.limits.max_items} are accepted"
             )
 
-    def rows_from_tensor(self, values: Any) -> np.ndarray:
+    def encode_tensor(self, values: Any) -> Encoded:
         """The signature's input tensor (numbers, or strings for BYTES) → model rows."""
         raise NotImplementedError
 
@@ -61,20 +67,20 @@ class Codec:
 
 
 class DigitsCodec(Codec):
-    def rows_from_pixels(self, images: Sequence[Any]) -> np.ndarray:
+    def encode_pixels(self, images: Sequence[Any]) -> Encoded:
         self.check_count(len(images))
-        return np.concatenate([preprocessing.pixels_to_rows(image) for image in images])
+        return Encoded(np.concatenate([preprocessing.pixels_to_rows(image) for image in images]))
 
-    def rows_from_image(self, data: bytes) -> np.ndarray:
-        return preprocessing.image_bytes_to_rows(data, self.limits.max_image_pixels)
+    def encode_image(self, data: bytes) -> Encoded:
+        return Encoded(preprocessing.image_bytes_to_rows(data, self.limits.max_image_pixels))
 
-    def rows_from_tensor(self, values: Any) -> np.ndarray:
+    def encode_tensor(self, values: Any) -> Encoded:
         array = _numeric(values, "pixel values")
         if array.ndim == 1 or array.shape == (preprocessing.MNIST_SIDE, preprocessing.MNIST_SIDE):
             array = array.reshape(1, -1)
         rows = preprocessing.pixel_batch_to_rows(array)
         self.check_count(len(rows))
-        return rows
+        return Encoded(rows)
 
     def predictions(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
         return [
@@ -89,21 +95,24 @@ class TextCodec(Codec):
         self.vocabulary = vocabulary
         self.num_words = int(manifest.preprocessing["num_words"])
 
-    def rows_from_texts(self, texts: Sequence[Any]) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[Any]) -> Encoded:
         self.check_count(len(texts))
         sequences = preprocessing.texts_to_sequences(
             texts, self.vocabulary, self.limits.max_text_chars
         )
-        TEXT_OOV_RATIOS.set(preprocessing.oov_ratios(sequences))
-        return preprocessing.multi_hot(sequences, self.num_words)
+        return Encoded(
+            preprocessing.multi_hot(sequences, self.num_words),
+            preprocessing.oov_ratios(sequences),
+            texts,
+        )
 
-    def rows_from_tensor(self, values: Any) -> np.ndarray:
+    def encode_tensor(self, values: Any) -> Encoded:
         if isinstance(values, np.ndarray):
             values = values.reshape(-1).tolist()
         if not isinstance(values, list):
             raise InvalidInputError("expected a list of texts")
         texts = [_text(value) for value in values]
-        return self.rows_from_texts(texts)
+        return self.encode_texts(texts)
 
 
 class SentimentCodec(TextCodec):
@@ -145,16 +154,16 @@ class HousingCodec(Codec):
         self.mean = np.asarray(params["mean"], dtype=np.float64)
         self.std = np.asarray(params["std"], dtype=np.float64)
 
-    def rows_from_records(self, records: Sequence[Any]) -> np.ndarray:
+    def encode_records(self, records: Sequence[Any]) -> Encoded:
         self.check_count(len(records))
         values = preprocessing.housing_records_to_array(records, self.feature_names)
-        return preprocessing.standardize(values, self.mean, self.std)
+        return Encoded(preprocessing.standardize(values, self.mean, self.std))
 
-    def rows_from_tensor(self, values: Any) -> np.ndarray:
+    def encode_tensor(self, values: Any) -> Encoded:
         # housing_array_rows converts and checks itself, in float64 like the named-feature path.
         array = preprocessing.housing_array_rows(values, len(self.feature_names))
         self.check_count(len(array))
-        return preprocessing.standardize(array, self.mean, self.std)
+        return Encoded(preprocessing.standardize(array, self.mean, self.std))
 
     def predictions(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
         return [{"price": round(float(price), 4)} for price in outputs.reshape(-1)]

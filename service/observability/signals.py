@@ -1,12 +1,13 @@
 """Label-free signals about what each model sees and answers, for dashboards and drift alerts.
 
-`Signals.observe` takes the arrays a request already built (model rows, model outputs, the text
-codec's out-of-vocabulary shares) and updates the `dlwp_input_*` / `dlwp_prediction*` metrics of
-metrics.py. A request only queues its arrays (a list append, ~1 µs); the numpy work and
-metric updates run once for many requests, when 256 rows have queued, half a second after the
-first, or when this process answers a scrape — numpy and prometheus_client calls on tiny arrays
-cost ~1 µs each, so doing them per request cost 15 % of a request's CPU (measured here). Every
-label value comes from a fixed set (the manifest's labels, digits, price bands, feature names).
+`Signals.observe` takes the arrays a request already built (its `Encoded` inputs: model rows and
+the text codec's out-of-vocabulary shares; the model outputs) and updates the `dlwp_input_*` /
+`dlwp_prediction*` metrics of metrics.py. A request only queues its arrays (a list append,
+~1 µs); the numpy work and metric updates run once for many requests, when 256 rows have
+queued, half a second after the first, or when this process answers a scrape — numpy and
+prometheus_client calls on tiny arrays cost ~1 µs each, so doing them per request cost 15 % of
+a request's CPU (measured here). Every label value comes from a fixed set (the manifest's
+labels, digits, price bands, feature names).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from prometheus_client import Counter, Histogram
 
 from service.model import preprocessing
 from service.model.codecs import (
-    TEXT_OOV_RATIOS,
     Codec,
     DigitsCodec,
+    Encoded,
     HousingCodec,
     SentimentCodec,
     TextCodec,
@@ -59,16 +60,11 @@ class Signals:
         self._soon = FlushSoon(self.flush, self.FLUSH_ROWS, self.FLUSH_DELAY_S)
         metrics.before_scrape(self.flush)
 
-    def observe(self, model: str, codec: Codec, rows: np.ndarray, outputs: np.ndarray) -> None:
+    def observe(self, model: str, codec: Codec, inputs: Encoded, outputs: np.ndarray) -> None:
         """Queue one request's arrays (on the event loop, after the model answered)."""
-        oov = None
-        if isinstance(codec, TextCodec):
-            oov = TEXT_OOV_RATIOS.get()
-            TEXT_OOV_RATIOS.set(None)
-            rows_kept = None  # text rows are large (10,000 floats each) and not needed
-        else:
-            rows_kept = rows
-        self._pending.append((model, codec, rows_kept, outputs, oov))
+        # Text rows are large (10,000 floats each) and not needed: their OOV shares are.
+        rows = None if isinstance(codec, TextCodec) else inputs.rows
+        self._pending.append((model, codec, rows, outputs, inputs.oov_ratios))
         self._soon.added(len(outputs))
 
     def flush(self) -> None:

@@ -89,14 +89,24 @@ class Router:
             metrics.ROLLOUT_INFO.labels(served.name, str(served.version), role,
                                         record.mode).set(1)  # fmt: skip
 
-    def choose(self, key: str | None) -> tuple[str, bool]:
-        """(the role that answers, whether the other side computes it too as a shadow)."""
-        chosen = draw(self.record.id, key) < self.record.share
-        if self.record.mode == "canary":
-            # The side that does not answer always shadows: agreement is measured on every
-            # request, whichever side answered it.
-            return ("candidate" if chosen else "serving"), True
-        return "serving", chosen
+    def choose(self, key: str | None) -> str:
+        """The role that answers a request: in canary mode the candidate for a share of them
+        (the same for the same key), else the serving version."""
+        if self.record.mode == "canary" and draw(self.record.id, key) < self.record.share:
+            return "candidate"
+        return "serving"
+
+    def shadows(self, role: str) -> bool:
+        """Whether the other side computes this request too. Canary: always, so agreement is
+        measured on every request whichever side answered; shadow: a share of requests."""
+        return self.record.mode == "canary" or random.random() < self.record.share
+
+    def role_of(self, served: ServedVersion) -> str | None:
+        """The role of `served` in this rollout (None if it is neither side)."""
+        for role, side in self.sides.items():
+            if side is served:
+                return role
+        return None
 
     def observed(self, role: str, seconds: float, rows: int) -> None:
         self.stats.sides[role].observe(seconds, rows)

@@ -27,6 +27,7 @@ from service.model.runtime import configure_backend, configure_threads
 from service.observability import metrics
 from service.observability.logs import configure_logging
 from service.protocols.schemas import with_error_bodies
+from service.protocols.v2 import SERVER_VERSION
 from service.repository.repository import ModelRepository
 from service.repository.rollout import Rollouts
 from service.rest.hotpath import HotRoutes, response_for_error
@@ -101,14 +102,14 @@ def create_api(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="dlwp-serving",
-        version=v2.SERVER_VERSION,
+        version=SERVER_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served offline by service.rest.routes.page
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.plane = DataPlane(repository, settings)
+    app.state.plane = DataPlane(repository, settings, recorder)
     app.state.rollouts = rollouts
     app.state.recorder = recorder
     app.include_router(tasks.router)

@@ -1,4 +1,4 @@
-"""FastAPI dependency aliases: what a route needs, taken from the app's state."""
+"""What a route needs, taken from the app's state: FastAPI dependency aliases and helpers."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.dataplane.plane import DataPlane
-from service.errors import BadRequestError
-from service.repository.repository import ModelRepository
+from service.dataplane.plane import ROLLOUT_KEY, DataPlane
+from service.protocols.versions import parse_version
+from service.repository.repository import ModelRepository, ServedVersion
 from service.repository.rollout import Rollouts as RolloutControl
+from service.rest.middleware import MODEL_KEY
 from service.settings import Settings
 
 
@@ -18,11 +19,14 @@ def plane_of(request: Request) -> DataPlane:
     return plane
 
 
-def parse_version(text: str) -> int:
-    """A version named in a path, as an integer (400 otherwise)."""
-    if not (text.isascii() and text.isdigit()):
-        raise BadRequestError(f"version must be a positive integer, got {text!r}")
-    return int(text)
+def resolve(request: Request, model: str, version: int | None = None) -> ServedVersion:
+    """`DataPlane.resolve`, and the answering model recorded as the request's metric label.
+
+    Call the plane's `run` right after it, with no `await` in between.
+    """
+    served = plane_of(request).resolve(model, version, request.headers.get(ROLLOUT_KEY))
+    request.scope[MODEL_KEY] = served.name
+    return served
 
 
 def path_version(request: Request) -> int:

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.errors import DlwpError, UnavailableError
+from service.errors import DlwpError, UnavailableError, status_of
 from service.rest.http import error_response
 
 log = logging.getLogger(__name__)
@@ -67,18 +67,14 @@ class HotRoutes:
 
 
 def response_for_error(request: Request, error: Exception) -> Response:
-    """The one mapping from exceptions to `{"error": ...}` responses, for both route paths."""
+    """An exception as an `{"error": ...}` response with its `errors.STATUS` code (both paths)."""
     if not isinstance(error, DlwpError):
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         return error_response("internal error; the server logged it", 500)
+    status = status_of(error).http
     headers: dict[str, Any] | None = None
     if isinstance(error, UnavailableError):
         headers = {"Retry-After": str(error.retry_after_s)}
-        model = request.scope.get("state", {}).get("model")
-        if model:
-            from service.observability import metrics
-
-            metrics.REJECTED.labels(model).inc()
-    elif error.status_code >= 500:
+    elif status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, error.message)
-    return error_response(error.message, error.status_code, headers)
+    return error_response(error.message, status, headers)

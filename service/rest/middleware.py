@@ -17,6 +17,11 @@ from service.observability.logs import REQUEST_ID, AccessLog
 from service.observability.requestid import HEADER_BYTES as _REQUEST_ID_HEADER
 from service.observability.requestid import accept_or_new
 
+MODEL_KEY = "dlwp.model"
+"""ASGI scope key: the served model a request is for, once the data plane has resolved it
+(`service.rest.deps.resolve` sets it). The `model` label of the request's metrics and access-log
+line; absent, the label is empty, so a name a client made up never adds a series."""
+
 _UNMEASURED = {"/metrics", "/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json"}
 
 
@@ -99,8 +104,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            # Only a model that was found is a label: client-chosen names must not add series.
-            model = scope.get("state", {}).get("model", "")
+            model = scope.get(MODEL_KEY, "")
             if scope["path"] not in _UNMEASURED:
                 route_path = getattr(scope.get("route"), "path_format", "unmatched")
                 metrics.observe_request(model, route_path, status, seconds)

@@ -348,13 +348,10 @@ def _grpc_started(server: ServerProcess) -> int:
 
 
 def test_past_the_deadline_is_deadline_exceeded_with_the_rest_message():
-    from starlette.requests import Request
-
     from service.errors import DeadlineExceededError
-    from service.grpc.servicer import _status
+    from service.grpc.servicer import Call, _status
 
-    call = Request({"type": "http", "method": "POST", "path": INFER, "headers": [],
-                    "query_string": b"", "state": {"model": "mnist"}})  # fmt: skip
+    call = Call(INFER, model="mnist")
     error = DeadlineExceededError("no answer within the request deadline of 10 s")
     assert _status(error, call) == (504, grpc.StatusCode.DEADLINE_EXCEEDED, error.message, ())
 

@@ -138,3 +138,21 @@ def test_too_many_items_in_one_request_gets_422():
 
         assert response.status_code == 422
         assert "at most 4" in response.json()["error"]
+
+
+def _requests(model: str, route: str, code: int) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"model": model, "route": route, "code": str(code)}
+    return REGISTRY.get_sample_value("dlwp_requests_total", labels) or 0.0
+
+
+def test_a_refused_request_is_counted_under_its_model_once_the_model_is_known(client):
+    infer = "/v2/models/{name}/infer"
+    wrong_input = {"inputs": [{"name": "pixels", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}
+    before = _requests("imdb", infer, 422), _requests("", infer, 404)
+    assert client.post("/v2/models/imdb/infer", json=wrong_input).status_code == 422
+    assert client.post("/v2/models/no-such-model/infer", json=wrong_input).status_code == 404
+    after = _requests("imdb", infer, 422), _requests("", infer, 404)
+    # A name a client made up never becomes a label: it would add a series per typo.
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)

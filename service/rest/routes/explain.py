@@ -15,14 +15,12 @@ from service.dataplane import explain
 from service.errors import BadRequestError, InvalidInputError
 from service.model.codecs import Codec, HousingCodec, TextCodec
 from service.protocols import schemas
-from service.rest.deps import parse_version
+from service.protocols.versions import parse_version
+from service.rest.deps import plane_of, resolve
 from service.rest.hotpath import hot
 from service.rest.http import json_response, read_json
 
 router = APIRouter(prefix="/v1/models", tags=["explanations"])
-
-# CRIM … LSTAT of a house from the test set.
-_HOUSE = [0.12329, 0.0, 10.01, 0.0, 0.547, 5.913, 92.9, 2.3534, 6.0, 432.0, 17.8, 394.95, 16.21]
 
 # CRIM … LSTAT of a house from the test set.
 _HOUSE = [0.12329, 0.0, 10.01, 0.0, 0.547, 5.913, 92.9, 2.3534, 6.0, 432.0, 17.8, 394.95, 16.21]
@@ -117,15 +115,16 @@ async def _explain(request: Request, name: str, version: int | None) -> Response
             return explain.text_occlusion(codec, [_text(item) for item in instances], max_rows)
         if isinstance(codec, HousingCodec):
             if instances and all(isinstance(item, dict) for item in instances):
-                rows = codec.rows_from_records(instances)
+                rows = codec.encode_records(instances).rows
             else:
-                rows = codec.rows_from_tensor(instances)
+                rows = codec.encode_tensor(instances).rows
             return explain.housing_occlusion(codec, rows, max_rows)
         raise BadRequestError(
             f"model {name!r} has no explanations: :explain serves imdb, reuters and housing"
         )
 
-    _, explanations = await explain.explain(request, name, version, occlude)
+    served = resolve(request, name, version)
+    _, explanations = await explain.explain(plane_of(request), served, occlude)
     return json_response({"explanations": explanations})
 
 

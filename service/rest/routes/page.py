@@ -17,7 +17,8 @@ from fastapi.responses import Response
 
 from service.errors import ModelNotFoundError
 from service.protocols import schemas
-from service.rest.deps import Repository, parse_version
+from service.protocols.versions import parse_version
+from service.rest.deps import Repository
 from service.rest.http import json_response
 
 router = APIRouter(tags=["page"])

@@ -10,8 +10,9 @@ from fastapi.responses import Response
 
 from service.errors import BadRequestError, UnauthorizedError
 from service.protocols import schemas
+from service.protocols.versions import parse_version
 from service.repository.desired_state import Pin
-from service.rest.deps import AppSettings, Repository, Rollouts, parse_version
+from service.rest.deps import AppSettings, Repository, Rollouts
 from service.rest.http import json_response, parse_json, read_json
 
 

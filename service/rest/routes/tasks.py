@@ -11,12 +11,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from service.dataplane import explain
-from service.dataplane.plane import expect_codec
+from service.dataplane.plane import Inference, Work, expect_codec
 from service.errors import BadRequestError, UnsupportedMediaTypeError
 from service.model.codecs import Codec, DigitsCodec, HousingCodec, TextCodec, TopicsCodec
 from service.model.preprocessing import MNIST_SIDE
 from service.protocols import schemas
-from service.rest.deps import plane_of
+from service.rest.deps import plane_of, resolve
 from service.rest.hotpath import hot
 from service.rest.http import is_json, json_response, media_type, parse_json, read_json
 
@@ -51,6 +51,10 @@ def _answer(served: Any, predictions: list[dict[str, Any]]) -> Response:
     )
 
 
+def _predictions(inference: Inference, top_k: int | None = None) -> Response:
+    return _answer(inference.served, inference.served.codec.predictions(inference.outputs, top_k))
+
+
 @router.post(
     "/sentiment",
     summary="Is a movie review positive or negative? (IMDB model)",
@@ -61,17 +65,16 @@ def _answer(served: Any, predictions: list[dict[str, Any]]) -> Response:
 async def sentiment(request: Request) -> Response:
     plane = plane_of(request)
     body = schemas.parse(schemas.SentimentRequest, await read_json(request))
-    if body.explain:
-        return _answer(*await explain.explain(request, "imdb", None, _texts(body.items())))
     texts = body.items()
-    served, outputs = await plane.predict(
-        request,
-        "imdb",
-        None,
-        lambda c: expect_codec(c, TextCodec).rows_from_texts(texts),
+    served = resolve(request, "imdb")
+    if body.explain:
+        return _answer(*await explain.explain(plane, served, _texts(texts)))
+    inference = await plane.run(
+        served,
+        lambda c: expect_codec(c, TextCodec).encode_texts(texts),
         len(texts),  # admitted before the texts are encoded
     )
-    return _answer(served, served.codec.predictions(outputs))
+    return _predictions(inference)
 
 
 @router.post(
@@ -84,20 +87,16 @@ async def sentiment(request: Request) -> Response:
 async def topics(request: Request) -> Response:
     plane = plane_of(request)
     body = schemas.parse(schemas.TopicsRequest, await read_json(request))
-    if body.explain:
-        explained = await explain.explain(
-            request, "reuters", None, _texts(body.items()), top_k=body.top_k
-        )
-        return _answer(*explained)
     texts = body.items()
-    served, outputs = await plane.predict(
-        request,
-        "reuters",
-        None,
-        lambda c: expect_codec(c, TopicsCodec).rows_from_texts(texts),
+    served = resolve(request, "reuters")
+    if body.explain:
+        return _answer(*await explain.explain(plane, served, _texts(texts), top_k=body.top_k))
+    inference = await plane.run(
+        served,
+        lambda c: expect_codec(c, TopicsCodec).encode_texts(texts),
         len(texts),  # admitted before the texts are encoded
     )
-    return _answer(served, served.codec.predictions(outputs, top_k=body.top_k))
+    return _predictions(inference, body.top_k)
 
 
 @router.post(
@@ -113,34 +112,28 @@ async def topics(request: Request) -> Response:
 async def digits(request: Request) -> Response:
     plane = plane_of(request)
     kind = media_type(request)
-    encode: Callable[[Codec], np.ndarray]
+    encode: Work
     if kind in IMAGE_TYPES or kind == "multipart/form-data":
         image = await request.body() if kind in IMAGE_TYPES else await _uploaded_file(request)
-        encode = lambda c: expect_codec(c, DigitsCodec).rows_from_image(image)  # noqa: E731
+        encode = lambda c: expect_codec(c, DigitsCodec).encode_image(image)  # noqa: E731
     elif is_json(kind):
         body = schemas.parse(schemas.DigitsRequest, parse_json(await request.body()))
-        encode = lambda c: expect_codec(c, DigitsCodec).rows_from_pixels(body.items())  # noqa: E731
+        encode = lambda c: expect_codec(c, DigitsCodec).encode_pixels(body.items())  # noqa: E731
     else:
         raise UnsupportedMediaTypeError(
             f"unsupported content type {kind!r}: send application/json pixels, an image/png or "
             "image/jpeg body, or multipart/form-data with the image in field 'file'"
         )
     # The query string is looked at only when there is one: the usual answer costs nothing more.
-    if request.scope.get("query_string") and _include_image(request):
-        seen: list[np.ndarray] = []
-
-        def keep(codec: Codec) -> np.ndarray:
-            seen.append(encode(codec))
-            return seen[0]
-
-        served, outputs = await plane.predict(request, "mnist", None, keep)
-        predictions = served.codec.predictions(outputs)
-        for prediction, row in zip(predictions, seen[0], strict=True):
-            grey = np.rint(row * 255.0).astype(np.uint8)
-            prediction["image"] = grey.reshape(MNIST_SIDE, MNIST_SIDE).tolist()
-        return _answer(served, predictions)
-    served, outputs = await plane.predict(request, "mnist", None, encode)
-    return _answer(served, served.codec.predictions(outputs))
+    include_image = bool(request.scope.get("query_string")) and _include_image(request)
+    inference = await plane.run(resolve(request, "mnist"), encode)
+    if not include_image:
+        return _predictions(inference)
+    predictions = inference.served.codec.predictions(inference.outputs)
+    for prediction, row in zip(predictions, inference.inputs.rows, strict=True):
+        grey = np.rint(row * 255.0).astype(np.uint8)
+        prediction["image"] = grey.reshape(MNIST_SIDE, MNIST_SIDE).tolist()
+    return _answer(inference.served, predictions)
 
 
 @router.post(
@@ -153,15 +146,13 @@ async def digits(request: Request) -> Response:
 async def housing(request: Request) -> Response:
     plane = plane_of(request)
     body = schemas.parse(schemas.HousingRequest, await read_json(request))
+    served = resolve(request, "housing")
     if body.explain:
-        return _answer(*await explain.explain(request, "housing", None, _houses(body.items())))
-    served, outputs = await plane.predict(
-        request,
-        "housing",
-        None,
-        lambda c: expect_codec(c, HousingCodec).rows_from_records(body.items()),
+        return _answer(*await explain.explain(plane, served, _houses(body.items())))
+    inference = await plane.run(
+        served, lambda c: expect_codec(c, HousingCodec).encode_records(body.items())
     )
-    return _answer(served, served.codec.predictions(outputs))
+    return _predictions(inference)
 
 
 def _texts(texts: list[Any]) -> Callable[[Codec, int], explain.Occlusion]:
@@ -171,7 +162,7 @@ def _texts(texts: list[Any]) -> Callable[[Codec, int], explain.Occlusion]:
 def _houses(records: list[Any]) -> Callable[[Codec, int], explain.Occlusion]:
     def occlude(codec: Codec, cap: int) -> explain.Occlusion:
         housing = expect_codec(codec, HousingCodec)
-        return explain.housing_occlusion(housing, housing.rows_from_records(records), cap)
+        return explain.housing_occlusion(housing, housing.encode_records(records).rows, cap)
 
     return occlude
 

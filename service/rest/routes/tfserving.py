@@ -11,9 +11,9 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from service.errors import BadRequestError, InvalidInputError, ModelNotFoundError
 from service.model import artifacts
-from service.model.codecs import Codec
+from service.model.codecs import Codec, Encoded
 from service.protocols import schemas
-from service.rest.deps import Repository, path_version, plane_of
+from service.rest.deps import Repository, path_version, plane_of, resolve
 from service.rest.hotpath import hot
 from service.rest.http import json_response, read_json
 
@@ -111,12 +111,13 @@ async def _predict(name: str, version: int | None, request: Request) -> Response
     row_format = body.instances is not None
     data = body.instances if row_format else body.inputs
 
-    def encode(codec: Codec) -> Any:
-        return codec.rows_from_tensor(_unwrap(data, codec.input_spec.name, row_format))
+    def encode(codec: Codec) -> Encoded:
+        return codec.encode_tensor(_unwrap(data, codec.input_spec.name, row_format))
 
-    _, outputs = await plane_of(request).predict(request, name, version, encode)
+    served = resolve(request, name, version)
+    inference = await plane_of(request).run(served, encode)
     key = "predictions" if row_format else "outputs"
-    return json_response({key: np.asarray(outputs, dtype=np.float32)})
+    return json_response({key: np.asarray(inference.outputs, dtype=np.float32)})
 
 
 def _unwrap(data: Any, input_name: str, row_format: bool) -> Any:

@@ -1,40 +1,32 @@
 """Open Inference Protocol (KServe V2) REST: health, metadata and typed-tensor inference.
 
 Supports JSON tensors and the binary tensor extension (`Inference-Header-Content-Length`), so
-`tritonclient.http` and KServe's REST client work unchanged.
+`tritonclient.http` and KServe's REST client work unchanged. What the protocol means (metadata,
+input and output checks, tensor decoding) is `service.protocols.v2`, shared with gRPC; this
+module reads and writes HTTP.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.errors import BadRequestError, InvalidInputError
-from service.model.codecs import Codec
-from service.protocols import schemas, tensors
-from service.repository.repository import ServedVersion
-from service.rest.deps import Repository, path_version, plane_of
+from service.errors import BadRequestError
+from service.model.codecs import Codec, Encoded
+from service.protocols import schemas, tensors, v2
+from service.rest.deps import Repository, path_version, plane_of, resolve
 from service.rest.hotpath import hot
 from service.rest.http import error_response, json_response, parse_json
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
-HEADER_LENGTH = "inference-header-content-length"
-SERVER_VERSION = "0.1.0"
-SERVER_METADATA = {
-    "name": "dlwp-serving",
-    "version": SERVER_VERSION,
-    "extensions": ["binary_tensor_data", "model_repository"],
-}
-
 
 @router.get("", summary="Server metadata", responses={200: {"model": schemas.ServerMetadata}})
 async def server_metadata() -> Response:
-    return json_response(SERVER_METADATA)
+    return json_response(v2.SERVER_METADATA)
 
 
 @router.get(
@@ -70,23 +62,6 @@ _MODEL_LINKS = {
 }
 
 
-def metadata(served: ServedVersion) -> dict[str, Any]:
-    signature = served.manifest.signature
-    return {
-        "name": served.name,
-        "versions": [str(served.version)],
-        "platform": "tensorflow_keras",
-        "inputs": [spec.model_dump() for spec in signature.inputs],
-        "outputs": [spec.model_dump() for spec in signature.outputs],
-        "parameters": {
-            "task": served.manifest.task,
-            "labels": served.manifest.labels,
-            "metrics": served.manifest.metrics,
-            "created_at": served.manifest.created_at,
-        },
-    }
-
-
 @router.get(
     "/models/{name}",
     summary="Model metadata: input and output tensors",
@@ -97,7 +72,7 @@ def metadata(served: ServedVersion) -> dict[str, Any]:
     },
 )
 async def model_metadata(name: schemas.ModelName, repository: Repository) -> Response:
-    return json_response(metadata(repository.live(name)))
+    return json_response(v2.model_metadata(repository.live(name)))
 
 
 @router.get(
@@ -109,7 +84,7 @@ async def model_metadata(name: schemas.ModelName, repository: Repository) -> Res
 async def version_metadata(
     name: schemas.ModelName, version: schemas.ModelVersion, repository: Repository
 ) -> Response:
-    return json_response(metadata(repository.live(name, version)))
+    return json_response(v2.model_metadata(repository.live(name, version)))
 
 
 @router.get(
@@ -191,24 +166,25 @@ async def infer_version(request: Request) -> Response:
 
 async def _infer(name: str, version: int | None, request: Request) -> Response:
     body = await request.body()
-    header, binary = _split_binary(request, body)
+    header, binary = v2.split_binary(request.headers.get(v2.HEADER_LENGTH), body)
     payload = schemas.parse(schemas.InferenceRequest, parse_json(header), BadRequestError)
     inputs = payload.inputs
-    values = _decode_inputs(inputs, binary, b"true" in header or b"false" in header)
+    values = v2.decode_inputs(inputs, binary, b"true" in header or b"false" in header)
     datatypes = {spec.name: spec.datatype for spec in inputs}
-    wanted, binary_out = _requested_outputs(payload)
+    wanted, binary_out = v2.requested_outputs(payload)
 
-    def encode(codec: Codec) -> Any:
-        return rows_from_inputs(codec, name, values, datatypes)
+    def encode(codec: Codec) -> Encoded:
+        return v2.encode_inputs(codec, name, values, datatypes)
 
-    served, outputs = await plane_of(request).predict(request, name, version, encode)
-    output_name = check_outputs(served, wanted)
+    served = resolve(request, name, version)
+    inference = await plane_of(request).run(served, encode)
+    output_name = v2.check_outputs(inference.served, wanted)
     if not wanted or output_name in wanted:
         binary_out = wanted.get(output_name, binary_out)
-    spec, raw = tensors.encode_output(output_name, outputs, binary_out)
+    spec, raw = tensors.encode_output(output_name, inference.outputs, binary_out)
     response: dict[str, Any] = {
-        "model_name": served.name,
-        "model_version": str(served.version),
+        "model_name": inference.model,
+        "model_version": str(inference.version),
         "outputs": [spec],
     }
     if payload.id is not None:
@@ -221,80 +197,3 @@ async def _infer(name: str, version: int | None, request: Request) -> Response:
         media_type="application/octet-stream",
         headers={"Inference-Header-Content-Length": str(len(head))},
     )
-
-
-def rows_from_inputs(
-    codec: Codec, model: str, values: dict[str, Any], datatypes: dict[str, Any]
-) -> Any:
-    """Decoded input tensors (by name) → model rows: one input, the signature's name and kind.
-
-    Shared by the REST and gRPC fronts, so both accept and refuse the same tensors.
-    """
-    expected = codec.input_spec
-    if len(values) != 1 or expected.name not in values:
-        raise InvalidInputError(
-            f"{model} takes one input {expected.name!r} ({expected.datatype} "
-            f"{expected.shape}), got {sorted(values) or 'none'}"
-        )
-    if (datatypes.get(expected.name) == "BYTES") != (expected.datatype == "BYTES"):
-        raise InvalidInputError(
-            f"input {expected.name!r} must be {expected.datatype}, "
-            f"got {datatypes.get(expected.name)}"
-        )
-    return codec.rows_from_tensor(values[expected.name])
-
-
-def check_outputs(served: ServedVersion, requested: Iterable[str]) -> str:
-    """The served output's name; a requested output the model does not give is refused."""
-    output_name = served.codec.output_spec.name
-    for name in requested:
-        if name != output_name:
-            raise InvalidInputError(f"unknown output {name!r}; {served.name} gives {output_name!r}")
-    return output_name
-
-
-def _split_binary(request: Request, body: bytes) -> tuple[bytes, bytes]:
-    length = request.headers.get(HEADER_LENGTH)
-    if length is None:
-        return body, b""
-    if not (length.isascii() and length.isdigit()) or int(length) > len(body):
-        raise BadRequestError(
-            f"Inference-Header-Content-Length is {length!r} but the body has {len(body)} bytes"
-        )
-    return body[: int(length)], body[int(length) :]
-
-
-def _decode_inputs(
-    inputs: list[schemas.RequestInput], binary: bytes, booleans: bool
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    offset = 0
-    for spec in inputs:
-        if spec.name in values:
-            raise BadRequestError(f"input {spec.name!r} is given twice")
-        size = spec.parameters.binary_data_size if spec.parameters else None
-        chunk = None
-        if size is not None:
-            if offset + size > len(binary):
-                raise BadRequestError(
-                    f"input {spec.name!r}: binary_data_size {size} runs past the body's "
-                    f"{len(binary)} bytes of binary data"
-                )
-            chunk = binary[offset : offset + size]
-            offset += size
-        values[spec.name] = tensors.decode_input(spec, chunk, booleans)
-    if offset != len(binary):
-        raise BadRequestError(
-            f"the body has {len(binary)} bytes of binary data but the inputs' "
-            f"binary_data_size add up to {offset}"
-        )
-    return values
-
-
-def _requested_outputs(payload: schemas.InferenceRequest) -> tuple[dict[str, bool], bool]:
-    binary_default = bool(payload.parameters and payload.parameters.binary_data_output)
-    wanted: dict[str, bool] = {}
-    for output in payload.outputs or []:
-        binary = output.parameters.binary_data if output.parameters else None
-        wanted[output.name] = binary_default if binary is None else binary
-    return wanted, binary_default

@@ -1,0 +1,156 @@
+"""`make bench-ab BASE=<git ref>`: this tree's server against an earlier commit's, side by side.
+
+Both servers run at once, each pinned to core 0 in turn while wrk drives it from core 1; at each
+point they take turns for several rounds (who goes first rotates) and the median is kept, so a
+drift of the machine hits both alike and only their ratio is read. The baseline runs from a
+temporary `git worktree` of BASE with this tree's virtual environment.
+
+    python loadtests/bench_ab.py --base 14c679e
+    python loadtests/bench_ab.py --base main --scenarios mnist --concurrency 64 --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from loadtests.bench import run_wrk, scenarios, wrk_script  # noqa: E402
+from loadtests.server_process import free_port, pinned  # noqa: E402
+
+
+@dataclass
+class Side:
+    """One server under test: a source tree served on a free port, pinned to core 0."""
+
+    name: str
+    tree: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start(name: str, tree: Path, log_dir: Path) -> Side:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(tree), "DLWP_POLL_SECONDS": "0", "DLWP_GRPC_PORT": "0",
+           "DLWP_LOG_LEVEL": "warning", "DLWP_MODELS_DIR": str(REPO / "models"),
+           "DLWP_STATE_DIR": tempfile.mkdtemp(prefix=f"dlwp-ab-{name}-")}  # fmt: skip
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+    log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(pinned(command, 0), cwd=tree, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)  # fmt: skip
+    side = Side(name, tree, port, process)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{side.url}/v2/health/ready", timeout=2).status_code == 200:
+                return side
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{name} did not become ready; see {log_dir / (name + '.log')}")
+
+
+@dataclass
+class Row:
+    scenario: str
+    concurrency: int
+    base_rps: float
+    head_rps: float
+    base_p50_ms: float
+    head_p50_ms: float
+    base_p99_ms: float
+    head_p99_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.head_rps / self.base_rps if self.base_rps else float("nan")
+
+
+def markdown(rows: list[Row], base: str, rounds: int, seconds: int) -> str:
+    lines = [
+        f"A/B: this tree (head) against `{base}` (base); {rounds} interleaved rounds of {seconds} s"
+        " per point, medians; server on core 0, wrk on core 1.",
+        "",
+        "| scenario | c | base req/s | head req/s | head ÷ base | base p50 | head p50 | base p99 "
+        "| head p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.scenario} | {r.concurrency} | {r.base_rps:,.0f} | {r.head_rps:,.0f} | "
+        f"{r.ratio:.2f} | {r.base_p50_ms:.2f} ms | {r.head_p50_ms:.2f} ms | "
+        f"{r.base_p99_ms:.2f} ms | {r.head_p99_ms:.2f} ms |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--base", required=True, help="git ref of the baseline")
+    parser.add_argument("--scenarios", default="mnist,sentiment")
+    parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "loadtests" / "reports")
+    args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="dlwp-ab-"))
+    base_tree = scratch / "base"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base_tree),
+                    args.base], check=True, capture_output=True)  # fmt: skip
+    rows: list[Row] = []
+    sides: list[Side] = []
+    try:
+        sides = [start("base", base_tree, scratch), start("head", REPO, scratch)]
+        known = scenarios()
+        for name in args.scenarios.split(","):
+            script = wrk_script(known[name], scratch)
+            for concurrency in (int(c) for c in args.concurrency.split(",")):
+                runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
+                for round_ in range(args.rounds):
+                    for side in sides[round_ % 2 :] + sides[: round_ % 2]:
+                        url = side.url + known[name].path
+                        run_wrk(url, script, concurrency, 1)  # warm the connections
+                        runs[side.name].append(run_wrk(url, script, concurrency, args.seconds))
+
+                def median(side: str, key: str, runs: dict[str, list[dict[str, float]]] = runs
+                           ) -> float:  # fmt: skip
+                    return statistics.median(run[key] for run in runs[side])
+
+                row = Row(name, concurrency, median("base", "requests_per_s"),
+                          median("head", "requests_per_s"), median("base", "p50_ms"),
+                          median("head", "p50_ms"), median("base", "p99_ms"),
+                          median("head", "p99_ms"))  # fmt: skip
+                print(json.dumps({**asdict(row), "ratio": round(row.ratio, 3)}), flush=True)
+                rows.append(row)
+    finally:
+        for side in sides:
+            side.process.terminate()
+            side.process.wait(timeout=30)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base_tree)],
+                       check=False, capture_output=True)  # fmt: skip
+    table = markdown(rows, args.base, args.rounds, args.seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_ab.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
