@@ -11,7 +11,7 @@ BACKEND ?= tensorflow
 CUDA ?= 0
 IMAGE ?= dlwp-serving
 
-.PHONY: install serve test lint train evaluate wrk bench bench-ab loadtest soak proto clean lock lock-upgrade \
+.PHONY: install serve test lint docs train evaluate wrk bench bench-ab loadtest soak proto clean lock lock-upgrade \
 	lean wheels image
 
 install: $(VENV)/.installed
@@ -62,6 +62,10 @@ test: install lint
 lint: install
 	$(BIN)/ruff check service training tests loadtests tools
 	$(BIN)/mypy
+
+# The documentation site in site/, offline; --strict: a broken link or a missing page fails it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 # Retrain every book model into models/ (data: $DLWP_DATA_DIR, else ../shared/datasets if present, else download).
 train: install
