@@ -22,6 +22,7 @@ Decision = Literal["promote", "rollback"]
 class Gate:
     """Thresholds; each a field a start may override by name."""
 
+    auto: int = 1  # 0: the gate never decides; only a promote or abort request ends it
     min_compared: int = 200  # predictions both sides computed before the gate decides
     error_margin: float = 0.01  # candidate error rate ≤ serving's + this
     p99_ratio: float = 1.5  # candidate p99 latency ≤ serving's × this (+ latency_slack_ms)
@@ -66,6 +67,8 @@ class Gate:
                 f"gate.min_compared must be between 1 and {MAX_MIN_COMPARED}, "
                 f"got {gate.min_compared}"
             )
+        if gate.auto not in (0, 1):
+            raise BadRequestError(f"gate.auto is 1 (the gate decides) or 0, got {gate.auto}")
         if gate.min_agreement > 1:
             raise BadRequestError(
                 f"gate.min_agreement is a share in [0, 1], got {gate.min_agreement}"
@@ -114,6 +117,8 @@ def figures(stats: RolloutStats, labelled: Labelled, housing: bool) -> dict[str,
 
 def decide(gate: Gate, stats: RolloutStats, labelled: Labelled, housing: bool) -> Verdict | None:
     """Promote, roll back, or None: not enough evidence yet."""
+    if not gate.auto:
+        return None
     serving, candidate = stats.sides["serving"], stats.sides["candidate"]
     slack_s = gate.latency_slack_ms / 1000
     if candidate.requests >= gate.hard_min_requests:

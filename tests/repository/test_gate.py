@@ -45,6 +45,12 @@ def test_a_hard_error_limit_rolls_back_before_the_minimum():
     assert verdict.reason.startswith("hard limit: candidate error rate")
 
 
+def test_a_manual_gate_never_decides():
+    gate = Gate.from_overrides({"auto": 0})
+
+    assert decide(gate, counts(1000, 0, candidate_errors=900), Labelled(), housing=False) is None
+
+
 def test_a_slow_candidate_fails_on_p99():
     verdict = decide(Gate(), counts(200, 200, candidate_ms=20), Labelled(), housing=False)
 

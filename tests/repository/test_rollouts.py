@@ -72,6 +72,7 @@ def test_shadow_answers_only_from_the_serving_version_and_compares_both(repo):
                     for _ in range(30)}  # fmt: skip
         time.sleep(0.5)  # the shadow work runs after the answers
         figures = status(client, "housing")
+        page = {m["name"]: m["rollout"] for m in client.get("/page/models").json()["models"]}
 
     assert started.status_code == 200, started.text
     assert versions == {1}, "every answer comes from the serving version"
@@ -80,6 +81,9 @@ def test_shadow_answers_only_from_the_serving_version_and_compares_both(repo):
     assert figures["sides"]["serving"]["requests"] == 30
     assert figures["compared"] + figures["shadow_dropped"] == 30
     assert figures["compared"] > 0 and figures["mean_price_difference"] == 0.0
+    assert figures["agreement"] == 1.0
+    assert page["housing"]["mode"] == "shadow" and page["housing"]["candidate_version"] == 2
+    assert page["imdb"] is None, "the page's models section shows the running rollout"
 
 
 def test_canary_share_is_within_statistical_bounds_and_keys_are_sticky(repo):
