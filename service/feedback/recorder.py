@@ -202,11 +202,11 @@ class Recorder:
             raise ConflictError(f"request {request_id!r} (item {item}) is labelled already")
         return self._count(answer, task, label)
 
-    async def rollout_labels(self, model: str, rollout: str) -> Labelled:
-        """Live accuracy (or MAE) of both sides of a rollout, from the labels that came back."""
+    async def rollout_labels(self, model: str, rollout: str, task: str) -> Labelled:
+        """Live accuracy (or MAE) of both sides of a rollout, from the labels that came back
+        (whichever worker answered or received them)."""
         result = Labelled()
-        task = self._tasks.get(model)
-        if self._store is None or task is None:
+        if self._store is None:
             return result
         for serving, candidate, label in await self._run(self._store.rollout_labels, rollout):
             result.count += 1

@@ -47,11 +47,11 @@ log = logging.getLogger(__name__)
 PUBLISH_S = 0.25  # how often a worker writes its counts (when they changed)
 DECIDE_S = 0.5  # how often a worker asks the gate about each running rollout
 
-# Live accuracy from feedback for one rollout: (model, rollout id) → labelled counts.
-LabelSource = Callable[[str, str], Awaitable[Labelled]]
+# Live accuracy from feedback for one rollout: (model, rollout id, task) → labelled counts.
+LabelSource = Callable[[str, str, str], Awaitable[Labelled]]
 
 
-async def _no_labels(name: str, rollout_id: str) -> Labelled:
+async def _no_labels(name: str, rollout_id: str, task: str) -> Labelled:
     return Labelled()
 
 
@@ -194,7 +194,7 @@ class Rollouts:
         for worker in self.repository.state.rollout_stats(name, record.id):
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 total.add(RolloutStats.from_json(worker))
-        return total, await self.labels(name, record.id)
+        return total, await self.labels(name, record.id, record.task)
 
     async def _figures(self, name: str, record: RolloutRecord) -> dict[str, Any]:
         self.publish()  # this worker's latest counts count too
@@ -267,7 +267,9 @@ def _parse_start(body: Any) -> tuple[int, str, float, gates.Gate]:
     mode = body.get("mode", "shadow")
     if mode not in ROLLOUT_MODES:
         raise BadRequestError(f"mode must be one of {', '.join(ROLLOUT_MODES)}, got {mode!r}")
-    share = body.get("share", 1.0 if mode == "shadow" else 0.1)
+    share = body.get("share")
+    if share is None:
+        share = 1.0 if mode == "shadow" else 0.1
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
         raise BadRequestError(f"share must be a number in (0, 1], got {share!r}")
     return version, str(mode), float(share), gates.Gate.from_overrides(body.get("gate"))

@@ -50,4 +50,5 @@ _BODY = {
 async def feedback(request: Request, repository: Repository) -> Response:
     recorder: Recorder = request.app.state.recorder
     codecs = {served.name: served.codec for served in repository.live_models()}
-    return json_response(await recorder.label(await read_json(request), codecs))
+    body = schemas.parse(FeedbackRequest, await read_json(request))
+    return json_response(await recorder.label(body.model_dump(exclude_none=True), codecs))
