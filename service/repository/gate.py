@@ -29,12 +29,16 @@ class Gate:
     # Sub-millisecond p99s differ by more than 1.5x from scheduling noise alone: a fixed
     # allowance keeps a fast identical candidate from failing on it.
     latency_slack_ms: float = 5.0
+    # The p99 of 200 predictions is their second worst: one stalled batch decides it. A latency
+    # failure (the rest passing) is confirmed on up to this many compared before a rollback.
+    latency_confirm_compared: int = 1000
     min_agreement: float = 0.9  # classifiers: share of predictions where both sides agree
     max_price_difference: float = 2.5  # housing: mean |price difference| in $1000s
     min_labels: int = 50  # labelled predictions that let live accuracy decide instead
     accuracy_tolerance: float = 0.02  # candidate live accuracy ≥ serving's - this
     mae_tolerance: float = 0.5  # housing: candidate live MAE ≤ serving's + this ($1000s)
-    # Hard limits, checked from the first predictions on, whatever min_compared says.
+    # Hard limits, checked from the first predictions on, whatever min_compared says (the
+    # latency one once both sides have min_compared predictions).
     hard_min_requests: int = 50
     hard_error_margin: float = 0.2
     hard_p99_ratio: float = 3.0
@@ -62,11 +66,12 @@ class Gate:
                 raise BadRequestError(f"gate.{key} must be {kind} ≥ 0, got {value!r}")
             values[key] = int(value) if integer else float(value)
         gate = cls(**values)
-        if not 1 <= gate.min_compared <= MAX_MIN_COMPARED:
-            raise BadRequestError(
-                f"gate.min_compared must be between 1 and {MAX_MIN_COMPARED}, "
-                f"got {gate.min_compared}"
-            )
+        for name in ("min_compared", "latency_confirm_compared"):
+            if not 1 <= getattr(gate, name) <= MAX_MIN_COMPARED:
+                raise BadRequestError(
+                    f"gate.{name} must be between 1 and {MAX_MIN_COMPARED}, "
+                    f"got {getattr(gate, name)}"
+                )
         if gate.auto not in (0, 1):
             raise BadRequestError(f"gate.auto is 1 (the gate decides) or 0, got {gate.auto}")
         if gate.min_agreement > 1:
@@ -127,7 +132,7 @@ def decide(gate: Gate, stats: RolloutStats, labelled: Labelled, housing: bool) -
             return Verdict("rollback", f"hard limit: candidate error rate "
                            f"{candidate.error_rate:.3f} > {limit:.3f} (serving "
                            f"{serving.error_rate:.3f} + {gate.hard_error_margin})")  # fmt: skip
-        if serving.requests >= gate.hard_min_requests:
+        if min(serving.requests, candidate.requests) >= gate.min_compared:
             too_slow = _slower(serving.quantile(0.99), candidate.quantile(0.99),
                                gate.hard_p99_ratio, slack_s)  # fmt: skip
             if too_slow:
@@ -144,6 +149,8 @@ def decide(gate: Gate, stats: RolloutStats, labelled: Labelled, housing: bool) -
     quality_ok, quality = _quality(gate, stats, labelled, housing)
     if not quality_ok:
         failures.append(quality)
+    if failures == [too_slow] and stats.compared < gate.latency_confirm_compared:
+        return None  # only the tail is slower: confirmed on more predictions first
     if failures:
         return Verdict("rollback", f"gate failed after {stats.compared} compared: "
                        + "; ".join(failures))  # fmt: skip

@@ -45,17 +45,25 @@ def test_a_hard_error_limit_rolls_back_before_the_minimum():
     assert verdict.reason.startswith("hard limit: candidate error rate")
 
 
+def test_a_much_slower_candidate_breaks_the_hard_latency_limit_at_once():
+    verdict = decide(Gate(), counts(200, 200, candidate_ms=20), Labelled(), housing=False)
+
+    assert verdict is not None and verdict.reason.startswith("hard limit: candidate p99")
+
+
 def test_a_manual_gate_never_decides():
     gate = Gate.from_overrides({"auto": 0})
 
     assert decide(gate, counts(1000, 0, candidate_errors=900), Labelled(), housing=False) is None
 
 
-def test_a_slow_candidate_fails_on_p99():
-    verdict = decide(Gate(), counts(200, 200, candidate_ms=20), Labelled(), housing=False)
+def test_a_slower_tail_is_confirmed_on_more_predictions_before_a_rollback():
+    early = decide(Gate(), counts(200, 200, candidate_ms=9), Labelled(), housing=False)
+    confirmed = decide(Gate(), counts(1000, 1000, candidate_ms=9), Labelled(), housing=False)
 
-    assert verdict is not None and verdict.decision == "rollback"
-    assert "p99" in verdict.reason
+    assert early is None
+    assert confirmed is not None and confirmed.decision == "rollback"
+    assert "p99" in confirmed.reason
 
 
 def test_enough_labels_can_promote_a_candidate_that_disagrees_by_being_right():
