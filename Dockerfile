@@ -57,6 +57,9 @@ RUN pip install --quiet --no-deps --no-build-isolation /build && rm -rf /build \
 COPY models /models
 USER 10001
 WORKDIR /tmp
+# Listening on every interface, repository control (load, unload, rollouts) is off until an API
+# key is given: `docker run -e DLWP_API_KEY=<secret> …`, then send `Authorization: Bearer
+# <secret>` with each call (docs/security.md). Predictions, metadata and metrics need no key.
 ENV DLWP_HOST=0.0.0.0 \
     DLWP_PORT=8000 \
     DLWP_MODELS_DIR=/models \

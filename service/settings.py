@@ -51,7 +51,10 @@ class Settings(BaseSettings):
         "", description='Pinned versions, e.g. "imdb=2,mnist=1"; others serve their latest.'
     )
     api_key: str | None = Field(
-        None, description="When set, repository load/unload need 'Authorization: Bearer <key>'."
+        None,
+        description="When set, repository control (load, unload, rollouts) needs "
+        "'Authorization: Bearer <key>'. Unset, control is off unless the server listens on "
+        "loopback only (see docs/security.md).",
     )
 
     compute_threads: int = Field(

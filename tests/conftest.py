@@ -51,7 +51,10 @@ def make_client(**settings: object) -> TestClient:
         settings.setdefault("state_dir", Path(tempfile.mkdtemp(prefix="dlwp-state-")))
     settings.setdefault("poll_seconds", 0)
     settings.setdefault("grpc_port", 0)  # in-process apps need no gRPC unless a test asks
-    return TestClient(create_app(Settings(**settings)), raise_server_exceptions=False)
+    # Addressed as 127.0.0.1, as a local client reaches the server (the guard on repository
+    # control refuses other names on a loopback-only server without a key).
+    return TestClient(create_app(Settings(**settings)), base_url="http://127.0.0.1",
+                      raise_server_exceptions=False)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

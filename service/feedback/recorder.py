@@ -127,6 +127,7 @@ class Recorder:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback")
         self._store: FeedbackStore | None = None
         self._tasks: dict[str, str] = {}  # model → task, for scoring stored answers
+        self._pruned = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -140,17 +141,13 @@ class Recorder:
                 self._settings.feedback_max_age_s,
             )
 
-    async def flush_forever(self) -> None:
-        pruned = time.monotonic()
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            try:
-                await self.flush()
-                if time.monotonic() - pruned > PRUNE_S and self._store is not None:
-                    pruned = time.monotonic()
-                    await self._run(self._store.prune)
-            except Exception:
-                log.exception("feedback: answers could not be written")
+    async def step(self) -> None:
+        """One round, every FLUSH_S (supervised): write the answers kept since the last one,
+        and every PRUNE_S forget those past the window."""
+        await self.flush()
+        if time.monotonic() - self._pruned > PRUNE_S and self._store is not None:
+            self._pruned = time.monotonic()
+            await self._run(self._store.prune)
 
     async def close(self) -> None:
         await self.flush()

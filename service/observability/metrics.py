@@ -61,6 +61,12 @@ MODEL_INFO = Gauge(
 LOAD_FAILURES = Counter(
     "dlwp_model_load_failures_total", "Model versions that failed to load.", ["model"]
 )
+BACKGROUND_FAILURES = Counter(
+    "dlwp_background_failures_total",
+    "Failed rounds of a background loop (sync: following the desired state; poll: looking "
+    "for new versions), each retried with back-off.",
+    ["loop"],
+)
 REJECTED = Counter(
     "dlwp_rejected_total", "Requests refused by overload protection (queue full).", ["model"]
 )

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from service.errors import DlwpError, InvalidInputError
+from service.errors import BadRequestError, DlwpError, InvalidInputError
 
 _REVIEW = "A moving, beautifully acted film. One of the best I have seen this year."
 _WIRE = (
@@ -189,6 +189,9 @@ def parse(model: type[Body], body: Any, error: type[DlwpError] = InvalidInputErr
 ERROR_DESCRIPTIONS = {
     400: "Malformed request: not JSON, or a field of the wrong type or shape",
     401: "The API key is missing or wrong (only when DLWP_API_KEY is set)",
+    403: "Refused: a request a web page on another site could send (a Content-Type other "
+    "than application/json, or another site's Origin), or control is off (listening beyond "
+    "loopback with no DLWP_API_KEY)",
     404: "Unknown model or version",
     413: "The body is over DLWP_MAX_BODY_BYTES",
     409: "Conflicts with what is going on (a rollout is, or is not, running)",
@@ -377,9 +380,21 @@ class InferenceRequest(_Strict):
         }
     )  # fmt: skip
     id: str | None = None
+    model_name: str | None = Field(
+        None,
+        description="Optional (KServe's Python client sends it): must be the model in the path.",
+    )
     parameters: RequestParameters | None = None
     inputs: list[RequestInput]
     outputs: list[RequestOutput] | None = None
+
+    def check_model(self, path_name: str) -> None:
+        """A `model_name` in the body that disagrees with the path is a 400 (not a guess)."""
+        if self.model_name is not None and self.model_name != path_name:
+            raise BadRequestError(
+                f"model_name {self.model_name!r} in the body disagrees with the path's "
+                f"model {path_name!r}"
+            )
 
 
 class ResponseOutput(BaseModel):
@@ -482,6 +497,8 @@ class VersionStatus(BaseModel):
 
 
 class ModelStatus(BaseModel):
+    name: str
+    ready: bool = Field(description="Whether a version is AVAILABLE (KServe's V1 protocol).")
     model_version_status: list[VersionStatus]
 
 

@@ -217,9 +217,13 @@ class StateStore:
         data = {**vars(status), "pid": os.getpid(), "host": socket.gethostname()}
         _write_atomically(self._workers / f"{self.worker}.json", data, durable=False)
 
-    def heartbeat(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+    def heartbeat(self) -> bool:
+        """Mark this worker's status fresh; False if there is none to mark (publish again)."""
+        try:
             os.utime(self._workers / f"{self.worker}.json")
+        except FileNotFoundError:
+            return False
+        return True
 
     def withdraw(self) -> None:
         with contextlib.suppress(FileNotFoundError):

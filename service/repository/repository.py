@@ -54,6 +54,7 @@ from service.repository.desired_state import (
     WorkerStatus,
 )
 from service.repository.routing import Router
+from service.repository.supervision import Supervisor
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class ModelRepository:
             settings.max_items, settings.max_text_chars, settings.max_image_pixels
         )
         self._background: set[asyncio.Task[None]] = set()
+        self.background = Supervisor()
+        self._beat = time.monotonic()
 
     # ------------------------------------------------------------------ reading
 
@@ -158,6 +161,9 @@ class ModelRepository:
     def unready_reason(self) -> str | None:
         if DRAIN.draining:
             return "the server is shutting down"
+        trouble = self.background.trouble
+        if trouble is not None:
+            return trouble
         names = artifacts.model_names(self.models_dir)
         if not names:
             return f"the repository {self.models_dir} holds no models"
@@ -269,32 +275,29 @@ class ModelRepository:
                             "DLWP_MODEL_VERSIONS (%s)", name, wish.pin, env_pin)  # fmt: skip
         await self._reconcile()
 
-    async def sync_forever(self) -> None:
-        """Follow the desired state and keep this worker's status fresh, until cancelled."""
-        beat = time.monotonic()
-        while True:
-            await asyncio.sleep(SYNC_INTERVAL_S)
-            try:
-                await self.sync_once()
-                if time.monotonic() - beat >= HEARTBEAT_S:
-                    beat = time.monotonic()
-                    self.state.heartbeat()
-            except UnavailableError as error:  # an unreadable state file: keep the last good one
-                log.error("%s", error.message)
-            except OSError as error:
-                log.error("the state folder %s is not usable: %s", self.state.folder, error)
+    def start_background(self) -> None:
+        """Start following the desired state and (if on) polling for versions, supervised:
+        a loop that keeps failing makes `unready_reason` say so until it recovers."""
+        # Repository calls answered by another worker or replica reach this one through the
+        # shared desired state, followed whether or not version polling is on.
+        self.background.start("sync", self.sync_step, SYNC_INTERVAL_S)
+        if self.settings.poll_seconds > 0:
+            self.background.start("poll", self.poll_once, self.settings.poll_seconds)
+
+    async def sync_step(self) -> None:
+        """One round of following the desired state and keeping this worker's status fresh;
+        raises what went wrong (an unusable state folder: OSError; an unreadable file: 503)."""
+        await self.sync_once()
+        if time.monotonic() - self._beat >= HEARTBEAT_S:
+            self._beat = time.monotonic()
+            if not self.state.heartbeat():  # the status file went away (a state folder
+                self._publish()  # replaced or cleaned): announce this worker again
 
     async def sync_once(self) -> None:
         if self.state.stamp() != self._stamp:
             self._refresh()
         if self._desired.generation != self._applied:
             await self._reconcile()
-
-    async def poll_forever(self) -> None:
-        """Pick up new versions dropped into the repository, every `poll_seconds`."""
-        while True:
-            await asyncio.sleep(self.settings.poll_seconds)
-            await self.poll_once()
 
     async def poll_once(self) -> None:
         for name in artifacts.model_names(self.models_dir):
@@ -314,6 +317,7 @@ class ModelRepository:
                 log.error("polling: %s version %s not served: %s", name, version, error.message)
 
     async def close(self) -> None:
+        await self.background.stop()
         self.state.withdraw()
         for served in [*self._live.values(), *self._candidates.values()]:
             await served.batcher.drain()
@@ -458,11 +462,15 @@ class ModelRepository:
                     self._errors[name] = self._status[(name, target)].reason
             await self._reconcile_rollouts(desired)
             self._applied = desired.generation
-            serving = {n: s.version for n, s in sorted(self._live.items())}
-            candidates = {n: s.version for n, s in sorted(self._candidates.items())}
-            status = WorkerStatus(self.state.worker, self._applied, serving, dict(self._errors),
-                                  candidates)  # fmt: skip
-            self.state.publish(status)
+            self._publish()
+
+    def _publish(self) -> None:
+        """Report what this worker serves, for the workers answering repository calls."""
+        serving = {n: s.version for n, s in sorted(self._live.items())}
+        candidates = {n: s.version for n, s in sorted(self._candidates.items())}
+        status = WorkerStatus(self.state.worker, self._applied, serving, dict(self._errors),
+                              candidates)  # fmt: skip
+        self.state.publish(status)
 
     async def _reconcile_rollouts(self, desired: DesiredState) -> None:
         """Load each running rollout's candidate beside its serving version, with a router;

@@ -15,7 +15,6 @@ workers (or replicas sharing the state folder) reach it together.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -59,6 +58,7 @@ class Rollouts:
     def __init__(self, repository: ModelRepository, labels: LabelSource = _no_labels) -> None:
         self.repository = repository
         self.labels = labels
+        self._decided = time.monotonic()
 
     # ------------------------------------------------------------------ requests
 
@@ -153,19 +153,13 @@ class Rollouts:
 
     # ------------------------------------------------------------------ every worker
 
-    async def watch_forever(self) -> None:
-        """Publish this worker's counts and ask the gate, until cancelled."""
-        decided = time.monotonic()
-        while True:
-            await asyncio.sleep(PUBLISH_S)
-            try:
-                self.publish()
-                if time.monotonic() - decided >= DECIDE_S:
-                    decided = time.monotonic()
-                    await self.decide_once()
-            except OSError as error:
-                log.error("rollout counts cannot be written to %s: %s",
-                          self.repository.state.folder, error)  # fmt: skip
+    async def step(self) -> None:
+        """One round, every PUBLISH_S (supervised): publish this worker's counts, and every
+        DECIDE_S ask the gate about each running rollout this worker routes."""
+        self.publish()
+        if time.monotonic() - self._decided >= DECIDE_S:
+            self._decided = time.monotonic()
+            await self.decide_once()
 
     def publish(self, force: bool = False) -> None:
         for router in self.repository.routers():

@@ -6,7 +6,6 @@ process. Each loads and warms every model before it takes its first connection.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
@@ -21,7 +20,7 @@ from starlette.types import ASGIApp
 
 from service.dataplane.plane import DataPlane
 from service.errors import DlwpError
-from service.feedback.recorder import Recorder
+from service.feedback.recorder import FLUSH_S, Recorder
 from service.grpc import server as grpc_server
 from service.model.runtime import configure_backend, configure_threads
 from service.observability import metrics
@@ -29,7 +28,8 @@ from service.observability.logs import configure_logging
 from service.protocols.schemas import with_error_bodies
 from service.protocols.v2 import SERVER_VERSION
 from service.repository.repository import ModelRepository
-from service.repository.rollout import Rollouts
+from service.repository.rollout import PUBLISH_S, Rollouts
+from service.rest.control import ControlGuard
 from service.rest.hotpath import HotRoutes, response_for_error
 from service.rest.http import error_response
 from service.rest.middleware import BodyLimitMiddleware, RequestMiddleware
@@ -52,11 +52,14 @@ Open Inference Protocol (KServe V2) and TF Serving's REST API. Errors are always
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
-    """The server's ASGI app: metrics and body limit around the hot routes and FastAPI."""
+    """The server's ASGI app: metrics, body limit and the control guard around the hot routes
+    and FastAPI."""
     settings = settings or Settings()
     api = create_api(settings)
     hot = HotRoutes(api, [tasks.router, v2.router, explain_routes.router, tfserving.router])
-    return RequestMiddleware(BodyLimitMiddleware(hot, settings.max_body_bytes), settings.access_log)
+    guarded = ControlGuard(hot, settings)
+    return RequestMiddleware(BodyLimitMiddleware(guarded, settings.max_body_bytes),
+                             settings.access_log)  # fmt: skip
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -81,21 +84,13 @@ def create_api(settings: Settings) -> FastAPI:
         gc.collect()
         gc.freeze()
         grpc_front = await grpc_server.start(app.state.plane, settings)
-        # Repository calls answered by another worker or replica reach this one through the
-        # shared desired state, followed whether or not version polling is on.
-        background = [
-            asyncio.create_task(repository.sync_forever()),
-            asyncio.create_task(rollouts.watch_forever()),  # counts published, gates decided
-            asyncio.create_task(recorder.flush_forever()),  # answers kept for their labels
-        ]
-        if settings.poll_seconds > 0:
-            background.append(asyncio.create_task(repository.poll_forever()))
+        repository.start_background()
+        repository.background.start("rollouts", rollouts.step, PUBLISH_S)  # counts, gates
+        repository.background.start("feedback", recorder.step, FLUSH_S)  # answers kept
         try:
             yield
         finally:
             await grpc_server.stop(grpc_front, settings.request_timeout_s)
-            for task in background:
-                task.cancel()
             rollouts.publish(force=True)  # what this worker saw still counts once it is gone
             await repository.close()
             await recorder.close()

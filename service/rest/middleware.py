@@ -6,6 +6,7 @@ health or metrics routes.
 
 from __future__ import annotations
 
+import enum
 import time
 from typing import Any
 
@@ -26,7 +27,14 @@ _UNMEASURED = {"/metrics", "/v2/health/live", "/v2/health/ready", "/docs", "/ope
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over `max_bytes`, by Content-Length up front or by counting the stream."""
+    """413 for bodies over `max_bytes`, however they arrive, before any route runs.
+
+    With a Content-Length, the header decides. Without one (chunked transfer, as streaming
+    clients send), the body is read here, counted as it comes, and handed on in one piece once
+    complete: the route never sees a body that is over the limit, so how it reads the body
+    (JSON, a raw image, a multipart form) makes no difference. Buffering costs nothing extra:
+    every route reads the whole body before it starts.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -36,36 +44,77 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit():
-            if int(declared) > self.max_bytes:
-                await _send_error(send, 413, self._message(int(declared)))
-                return
-            # The HTTP server reads exactly Content-Length bytes: nothing more to count.
-            await self.app(scope, receive, send)
+        declared = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if chunked:  # counted as it comes, whatever a Content-Length beside it claims
+            body = await self._read(receive)
+            if body is _Unread.TOO_LARGE:
+                await send_error(send, 413, self._message(self.max_bytes + 1))
+            elif isinstance(body, bytes):
+                await self.app(scope, _replay(body, receive), send)
+            return  # _Unread.GONE: nobody is left to answer
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await send_error(send, 413, self._message(int(declared)))
             return
+        # The HTTP server reads exactly Content-Length bytes (or none without one): nothing
+        # more to count.
+        await self.app(scope, receive, send)
+
+    async def _read(self, receive: Receive) -> bytes | _Unread:
+        """The whole body, or why not."""
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge(self._message(received))
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge as error:
-            await _send_error(send, 413, str(error))
+            if message["type"] == "http.disconnect":
+                return _Unread.GONE
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                if message.get("more_body", False):
+                    # Read (and drop) a little more, up to the limit again, so a client that has
+                    # already sent its whole body sees the answer, not a reset connection.
+                    await _discard(receive, self.max_bytes)
+                return _Unread.TOO_LARGE
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     def _message(self, size: int) -> str:
         return f"the body has {size} bytes or more; at most {self.max_bytes} are accepted"
 
 
-class _TooLarge(Exception):
-    pass
+class _Unread(enum.Enum):
+    TOO_LARGE = "over the limit"
+    GONE = "the client went away"
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives `body` as one message, then whatever the client does next."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _discard(receive: Receive, most: int) -> None:
+    dropped = 0
+    while dropped <= most:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        dropped += len(message.get("body", b""))
 
 
 class RequestMiddleware:
@@ -113,7 +162,7 @@ class RequestMiddleware:
             REQUEST_ID.reset(token)
 
 
-async def _send_error(send: Send, status: int, message: str, headers: Any = ()) -> None:
+async def send_error(send: Send, status: int, message: str, headers: Any = ()) -> None:
     body = orjson.dumps({"error": message})
     await send(
         {

@@ -46,7 +46,14 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def env(container: dict[str, Any]) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in container.get("env", [])}
+    """The container's literal environment (variables taken from elsewhere left out)."""
+    return {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+
+
+def env_sources(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The container's variables taken from elsewhere (a Secret, a ConfigMap): name → valueFrom."""
+    return {item["name"]: item["valueFrom"] for item in container.get("env", [])
+            if "valueFrom" in item}  # fmt: skip
 
 
 def kustomize(overlay: str) -> list[dict[str, Any]]:
@@ -279,3 +286,27 @@ def test_models_volume_overlay_mounts_the_repository_read_only_where_the_image_l
 
     assert image_models is not None
     assert mounts[image_models.group(1)]["readOnly"] is True
+
+
+@pytest.mark.parametrize("where", ["base", "gpu", "models-volume", "kserve"])
+def test_the_api_key_comes_from_a_secret_and_control_is_off_without_one(where):
+    if where == "kserve":
+        server = load(KSERVE / "servingruntime.yaml")[0]["spec"]["containers"][0]
+    elif where == "base":
+        server = container(base_objects()["Deployment"])
+    else:
+        server = container(next(obj for obj in kustomize(where) if obj["kind"] == "Deployment"))
+
+    reference = env_sources(server)["DLWP_API_KEY"]["secretKeyRef"]
+
+    assert "DLWP_API_KEY" not in env(server), "never a key written into a manifest"
+    assert (reference["name"], reference["key"]) == ("dlwp-api-key", "api-key")
+    # Without the Secret the pod still starts, with control off (it listens beyond loopback).
+    assert reference.get("optional") is True
+    assert "DLWP_HOST=0.0.0.0" in (REPO / "Dockerfile").read_text()
+
+
+def test_the_image_says_how_to_turn_control_on():
+    dockerfile = (REPO / "Dockerfile").read_text()
+
+    assert "DLWP_API_KEY" in dockerfile and "Authorization: Bearer" in dockerfile

@@ -205,3 +205,31 @@ def test_a_rollout_of_a_version_not_loaded_loads_it_and_manual_promote_swaps_it_
     assert promoted.status_code == 200, promoted.text
     assert promoted.json()["state"] == "promoted" and promoted.json()["reason"]
     assert after == 2
+
+
+def test_rollout_routes_are_guarded_like_load_and_unload(repo):
+    with make_client(models_dir=repo, api_key="s3cret") as client:
+        path = ROLLOUT.format("housing")
+        no_key = client.post(path, json={"version": 2})
+        form = client.post(
+            path,
+            content=b"version=2",
+            headers={
+                "Authorization": "Bearer s3cret",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+        cross_site = client.post(
+            path + "/abort",
+            headers={"Authorization": "Bearer s3cret", "Origin": "https://evil.example"},
+        )
+        promote = client.post(path + "/promote")
+        read = client.get(path)
+        keyed = client.post(path, json={"version": 1, "gate": {"auto": 0}},
+                            headers={"Authorization": "Bearer s3cret"})  # fmt: skip
+
+    assert no_key.status_code == 401
+    assert form.status_code == 403 and cross_site.status_code == 403
+    assert promote.status_code == 401
+    assert read.status_code == 404, "the status is a read: never refused by the guard"
+    assert keyed.status_code == 200 and keyed.json()["state"] == "running"

@@ -11,9 +11,12 @@ from PIL import Image
 
 from service.model.preprocessing import image_bytes_to_rows
 
+# What a browser sends when it opens a page.
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
 
 def test_the_page_has_the_four_forms_and_a_strict_content_security_policy(client):
-    response = client.get("/")
+    response = client.get("/", headers=BROWSER)
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -100,3 +103,14 @@ def test_digits_can_return_the_image_the_model_saw(client):
     expected = np.rint(image_bytes_to_rows(data) * 255).reshape(28, 28)
     assert np.array_equal(np.asarray(answer["image"]), expected)
     assert answer["digit"] == plain.json()["predictions"][0]["digit"]
+
+
+@pytest.mark.parametrize("accept", ["application/json", "*/*", None])
+def test_a_client_that_does_not_ask_for_html_gets_kserves_liveness_answer(client, accept):
+    headers = {"Accept": accept} if accept else {}
+    response = client.get("/", headers=headers)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"status": "alive"}
+    assert response.headers["vary"] == "Accept"

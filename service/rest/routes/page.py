@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import fastapi_offline
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.errors import ModelNotFoundError
@@ -47,8 +47,12 @@ _SAFETY = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"
 
 
 @router.get("/", include_in_schema=False)
-async def page() -> Response:
-    return _file(PAGE_DIR / "index.html", {"Content-Security-Policy": _CSP})
+async def page(request: Request) -> Response:
+    """The page for a browser (its Accept names text/html); for any other client, KServe's V1
+    liveness answer `{"status": "alive"}`, which KServe's Python client (Accept: */*) reads."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return json_response({"status": "alive"}, headers={"Vary": "Accept"})
+    return _file(PAGE_DIR / "index.html", {"Content-Security-Policy": _CSP, "Vary": "Accept"})
 
 
 @router.get("/docs", include_in_schema=False)

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.errors import BadRequestError, UnauthorizedError
+from service.errors import BadRequestError
 from service.protocols import schemas
 from service.protocols.versions import parse_version
 from service.repository.desired_state import Pin
-from service.rest.deps import AppSettings, Repository, Rollouts
+from service.rest.deps import Repository, Rollouts
 from service.rest.http import json_response, parse_json, read_json
 
-
-def require_api_key(request: Request, settings: AppSettings) -> None:
-    """With DLWP_API_KEY set, changing what is served needs `Authorization: Bearer <key>`."""
-    if settings.api_key is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), settings.api_key):
-        raise UnauthorizedError("this route needs the API key: send 'Authorization: Bearer <key>'")
-
-
-Admin = Annotated[None, Depends(require_api_key)]
+# Every route here but the index is repository control: `service.rest.control` guards it by
+# its path (cross-site requests, control off beyond loopback without a key, the API key).
 router = APIRouter(prefix="/v2/repository", tags=["model repository"])
-_ERRORS = schemas.error_responses(400, 401, 404, 409, 503)
+_ERRORS = schemas.error_responses(400, 401, 403, 404, 409, 413, 503)
 _NAME = "$response.body#/0/name"
 _LOAD_BODY = {
     "required": False,
@@ -105,7 +95,7 @@ async def index_get(repository: Repository) -> Response:
         **_ERRORS,
     },
 )
-async def load(name: str, request: Request, repository: Repository, _: Admin) -> Response:
+async def load(name: str, request: Request, repository: Repository) -> Response:
     served = await repository.load(name, await _requested_version(request))
     return json_response({"name": name, "version": str(served.version), "state": "READY"})
 
@@ -122,7 +112,7 @@ async def load(name: str, request: Request, repository: Repository, _: Admin) ->
         **_ERRORS,
     },
 )
-async def unload(name: str, repository: Repository, _: Admin) -> Response:
+async def unload(name: str, repository: Repository) -> Response:
     await repository.unload(name)
     return json_response({"name": name, "state": "UNAVAILABLE"})
 
@@ -152,9 +142,12 @@ _ROLLOUT_BODY = {
     "decided by its gate; returns once every worker serves both",
     operation_id="rollout_start",
     openapi_extra=_ROLLOUT_BODY,
-    responses={**_ROLLOUT_ANSWER, **schemas.error_responses(400, 401, 404, 409, 415, 503)},
+    responses={
+        **_ROLLOUT_ANSWER,
+        **schemas.error_responses(400, 401, 403, 404, 409, 413, 415, 503),
+    },
 )
-async def rollout_start(name: str, request: Request, rollouts: Rollouts, _: Admin) -> Response:
+async def rollout_start(name: str, request: Request, rollouts: Rollouts) -> Response:
     return json_response(await rollouts.start(name, await read_json(request)))
 
 
@@ -172,9 +165,9 @@ async def rollout_status(name: str, rollouts: Rollouts) -> Response:
     "/models/{name}/rollout/promote",
     summary="Promote the running rollout's candidate on every worker now",
     operation_id="rollout_promote",
-    responses={**_ROLLOUT_ANSWER, **schemas.error_responses(401, 404, 409, 503)},
+    responses={**_ROLLOUT_ANSWER, **schemas.error_responses(401, 403, 404, 409, 413, 503)},
 )
-async def rollout_promote(name: str, rollouts: Rollouts, _: Admin) -> Response:
+async def rollout_promote(name: str, rollouts: Rollouts) -> Response:
     return json_response(await rollouts.promote(name))
 
 
@@ -182,9 +175,9 @@ async def rollout_promote(name: str, rollouts: Rollouts, _: Admin) -> Response:
     "/models/{name}/rollout/abort",
     summary="Abort the running rollout: the serving version keeps serving everywhere",
     operation_id="rollout_abort",
-    responses={**_ROLLOUT_ANSWER, **schemas.error_responses(401, 404, 409, 503)},
+    responses={**_ROLLOUT_ANSWER, **schemas.error_responses(401, 403, 404, 409, 413, 503)},
 )
-async def rollout_abort(name: str, rollouts: Rollouts, _: Admin) -> Response:
+async def rollout_abort(name: str, rollouts: Rollouts) -> Response:
     return json_response(await rollouts.abort(name))
 
 

@@ -148,20 +148,18 @@ def _status(repository: Repository, name: str, version: int | None) -> Response:
         raise ModelNotFoundError(f"model {name!r} has no version {version}")
     states = {row["version"]: row for row in repository.index() if row["name"] == name}
     shown = [version] if version is not None else sorted(versions, reverse=True)
-    return json_response(
+    statuses = [
         {
-            "model_version_status": [
-                {
-                    "version": str(v),
-                    "state": "AVAILABLE"
-                    if states.get(str(v), {}).get("state") == "READY"
-                    else "END",
-                    "status": {
-                        "error_code": "OK" if "reason" not in states.get(str(v), {}) else "UNKNOWN",
-                        "error_message": states.get(str(v), {}).get("reason", ""),
-                    },
-                }
-                for v in shown
-            ]
+            "version": str(v),
+            "state": "AVAILABLE" if states.get(str(v), {}).get("state") == "READY" else "END",
+            "status": {
+                "error_code": "OK" if "reason" not in states.get(str(v), {}) else "UNKNOWN",
+                "error_message": states.get(str(v), {}).get("reason", ""),
+            },
         }
-    )
+        for v in shown
+    ]
+    # `name` and `ready` beside TF Serving's list: KServe's V1 protocol (its Python client's
+    # is_model_ready) reads them.
+    ready = any(row["state"] == "AVAILABLE" for row in statuses)
+    return json_response({"name": name, "ready": ready, "model_version_status": statuses})

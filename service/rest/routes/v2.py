@@ -168,6 +168,7 @@ async def _infer(name: str, version: int | None, request: Request) -> Response:
     body = await request.body()
     header, binary = v2.split_binary(request.headers.get(v2.HEADER_LENGTH), body)
     payload = schemas.parse(schemas.InferenceRequest, parse_json(header), BadRequestError)
+    payload.check_model(name)
     inputs = payload.inputs
     values = v2.decode_inputs(inputs, binary, b"true" in header or b"false" in header)
     datatypes = {spec.name: spec.datatype for spec in inputs}

@@ -1,0 +1,95 @@
+"""KServe's own Python client (the `kserve` SDK), unchanged, against a live server: its V1 and
+V2 REST clients, with JSON and binary tensors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+import pytest
+
+kserve = pytest.importorskip("kserve", reason="kserve (KServe's Python SDK) is a dev dependency")
+
+T = TypeVar("T")
+HOUSE_ROWS = [
+    [0.0063, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98],
+    [0.0273, 0, 7.07, 0, 0.469, 6.421, 78.9, 4.9671, 2, 242, 17.8, 396.9, 9.14],
+]
+REVIEWS = [b"A wonderful, moving film. Superb acting.", b"Dull, predictable and far too long."]
+
+
+def _with_client(protocol: str, call: Callable[[Any], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with kserve.InferenceRESTClient(kserve.RESTConfig(protocol=protocol)) as client:
+            return await call(client)
+
+    return asyncio.run(run())
+
+
+def _reference(url: str, model: str, name: str, datatype: str, rows: list[Any]) -> np.ndarray:
+    """The server's own answer to a plain V2 JSON request, to compare the SDK's against."""
+    data = [row.decode() for row in rows] if datatype == "BYTES" else rows
+    shape = [len(rows)] if datatype == "BYTES" else [len(rows), len(rows[0])]
+    body = {"inputs": [{"name": name, "datatype": datatype, "shape": shape, "data": data}]}
+    output = httpx.post(f"{url}/v2/models/{model}/infer", json=body).json()["outputs"][0]
+    return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+
+
+def test_the_v1_client_sees_a_live_server_and_a_ready_model(server):
+    live = _with_client("v1", lambda c: c.is_server_live(server.url))
+    ready = _with_client("v1", lambda c: c.is_model_ready(server.url, "housing"))
+
+    assert live is True
+    assert ready is True
+
+
+def test_the_v1_client_predicts_house_prices(server):
+    answer = _with_client(
+        "v1", lambda c: c.infer(server.url, {"instances": HOUSE_ROWS}, model_name="housing")
+    )
+
+    expected = _reference(server.url, "housing", "features", "FP32", HOUSE_ROWS)
+    prices = np.asarray(answer["predictions"], dtype=np.float32).reshape(expected.shape)
+    np.testing.assert_allclose(prices, expected, rtol=1e-5)
+
+
+def test_the_v2_client_sees_a_live_and_ready_server_and_model(server):
+    live = _with_client("v2", lambda c: c.is_server_live(server.url))
+    ready = _with_client("v2", lambda c: c.is_server_ready(server.url))
+    model = _with_client("v2", lambda c: c.is_model_ready(server.url, "mnist"))
+
+    assert (live, ready, model) == (True, True, True)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize(
+    ("model", "name", "datatype", "rows"),
+    [("housing", "features", "FP32", HOUSE_ROWS), ("imdb", "text", "BYTES", REVIEWS)],
+    ids=["housing", "imdb"],
+)
+def test_the_v2_client_infers_with_json_and_binary_tensors(server, model, name, datatype, rows,
+                                                          binary):  # fmt: skip
+    values = np.array(rows, dtype=object if datatype == "BYTES" else np.float32)
+    tensor = kserve.InferInput(name=name, shape=list(values.shape), datatype=datatype)
+    tensor.set_data_from_numpy(values, binary_data=binary)
+    request = kserve.InferRequest(model_name=model, infer_inputs=[tensor], request_id="r-1")
+
+    response = _with_client("v2", lambda c: c.infer(server.url, request, model_name=model))
+
+    assert response.model_name == model and response.id == "r-1"
+    expected = _reference(server.url, model, name, datatype, rows)
+    np.testing.assert_allclose(response.outputs[0].as_numpy(), expected, rtol=1e-5)
+
+
+def test_a_model_name_in_the_body_must_match_the_path(server):
+    body = {"model_name": "mnist",
+            "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 13],
+                        "data": HOUSE_ROWS[0]}]}  # fmt: skip
+
+    response = httpx.post(f"{server.url}/v2/models/housing/infer", json=body)
+
+    assert response.status_code == 400
+    assert "'mnist'" in response.json()["error"] and "'housing'" in response.json()["error"]
