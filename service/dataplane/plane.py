@@ -161,7 +161,8 @@ class DataPlane:
                 ))  # fmt: skip
 
         router.answered(role, lambda codec: work(codec).rows, outputs,
-                        self.settings.request_timeout_s, router.shadows(role), done)  # fmt: skip
+                        self.settings.request_timeout_s, router.shadows(role), done,
+                        encoded.rows)  # fmt: skip
 
 
 def expect_codec(codec: Codec, kind: type[C]) -> C:

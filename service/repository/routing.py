@@ -80,6 +80,9 @@ class Router:
         self.sides = {"serving": serving, "candidate": candidate}
         self.stats = RolloutStats()
         self.dirty = False  # counts changed since they were last published
+        # Both versions turn inputs into the same rows (a retrain on the same preprocessing and
+        # vocabulary): the shadow reuses the answer's rows instead of encoding them again.
+        self.same_encoding = same_encoding(serving.codec, candidate.codec)
         self._tasks: set[asyncio.Task[None]] = set()
         self._series = {
             role: _Series(served.name, str(served.version), role)
@@ -126,13 +129,17 @@ class Router:
         timeout_s: float,
         shadow: bool,
         done: Compared | None = None,
+        rows: np.ndarray | None = None,
     ) -> None:
         """The answering side's outputs are in: start the other side's shadow work (if asked
-        and there is room for it), off the answer's path."""
+        and there is room for it), off the answer's path. `rows`: the answer's encoded rows,
+        reused by the shadow when both versions encode alike."""
         if not shadow:
             if done is not None:
                 done(*((outputs, None) if role == "serving" else (None, outputs)))
             return
+        if rows is not None and self.same_encoding:
+            encode = _rows_again(rows)
         task = asyncio.get_running_loop().create_task(
             self._shadow(OTHER[role], encode, outputs, timeout_s, done)
         )
@@ -191,6 +198,19 @@ class Router:
         for role, served in self.sides.items():
             metrics.ROLLOUT_INFO.labels(served.name, str(served.version), role,
                                         self.record.mode).set(0)  # fmt: skip
+
+
+def same_encoding(one: Codec, other: Codec) -> bool:
+    """Whether two versions' codecs turn the same inputs into the same rows."""
+    return (
+        type(one) is type(other)
+        and one.manifest.preprocessing == other.manifest.preprocessing
+        and getattr(one, "vocabulary", None) == getattr(other, "vocabulary", None)
+    )
+
+
+def _rows_again(rows: np.ndarray) -> Callable[[Codec], np.ndarray]:
+    return lambda codec: rows
 
 
 class _Series:
