@@ -62,6 +62,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff check service training tests loadtests tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The documentation site in site/, offline; --strict: a broken link or a missing page fails it.
 docs: install

@@ -27,8 +27,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loadtests.bench import run_wrk, scenarios, wrk_script  # noqa: E402
-from loadtests.server_process import free_port, pinned  # noqa: E402
+from loadtests.harness import run_wrk, scenarios, wrk_script  # noqa: E402
+from tests.support.servers import free_port, pinned  # noqa: E402
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loadtests.server_process import pinned  # noqa: E402
+from tests.support.servers import pinned  # noqa: E402
 
 REVIEWS = 20
 WORDS = (220, 240)

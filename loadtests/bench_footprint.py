@@ -26,7 +26,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loadtests.server_process import ServerProcess, pinned  # noqa: E402
+from tests.support.servers import ServerProcess, pinned  # noqa: E402
 
 LEAN_PYTHON = REPO / ".venv-lean" / "bin" / "python"
 # Targets of the issue on lean serving (one core, four models loaded).

@@ -29,7 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loadtests.server_process import free_port, pinned  # noqa: E402
+from loadtests import harness  # noqa: E402
+from tests.support.servers import free_port, pinned  # noqa: E402
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 LEVELS = (1, 64)
@@ -230,11 +231,9 @@ class _Loads:
     trivial_target: str
 
     def drive(self, path: str, concurrency: int, seconds: int) -> dict[str, float]:
-        from loadtests import bench
-
         if path == "REST V2 · wrk":
-            bench.run_wrk(self.rest_url, self.wrk_script, concurrency, 1)  # warm the connections
-            return bench.run_wrk(self.rest_url, self.wrk_script, concurrency, seconds)
+            harness.run_wrk(self.rest_url, self.wrk_script, concurrency, 1)  # warm the connections
+            return harness.run_wrk(self.rest_url, self.wrk_script, concurrency, seconds)
         if path == "REST V2 · python":
             return run_generator("http", self.rest_url, self.rest_file, concurrency, seconds)
         target = self.trivial_target if "trivial" in path else self.grpc_target
@@ -250,8 +249,6 @@ def measure_all(server: Any, models: list[str], seconds: int, rounds: int, quick
 
     `--quick` measures concurrency 64 only, to stay quick.
     """
-    from loadtests import bench
-
     trivial = TrivialServer()
     points: list[GrpcPoint] = []
     try:
@@ -259,9 +256,9 @@ def measure_all(server: Any, models: list[str], seconds: int, rounds: int, quick
             grpc_file, rest_file = folder / f"{model}.grpc.bin", folder / f"{model}.v2.json"
             grpc_file.write_bytes(grpc_body(model))
             rest_file.write_text(rest_body(model))
-            scenario = bench.Scenario(f"{model}-v2", model, f"/v2/models/{model}/infer",
+            scenario = harness.Scenario(f"{model}-v2", model, f"/v2/models/{model}/infer",
                                       rest_file.read_text())  # fmt: skip
-            loads = _Loads(server.url + scenario.path, bench.wrk_script(scenario, folder),
+            loads = _Loads(server.url + scenario.path, harness.wrk_script(scenario, folder),
                            rest_file, grpc_file, server.grpc_target, trivial.target)  # fmt: skip
             for concurrency in LEVELS[-1:] if quick else LEVELS:
                 runs: dict[str, list[GrpcPoint]] = {path: [] for path in PATHS}

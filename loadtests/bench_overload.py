@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loadtests import bench  # noqa: E402
+from loadtests import harness  # noqa: E402
 
 
 @dataclass
@@ -139,17 +139,17 @@ class HealthProbe(threading.Thread):
         self.join()
 
 
-def measure(server: bench.Server, route: Route, concurrency: int, seconds: int,
+def measure(server: harness.Server, route: Route, concurrency: int, seconds: int,
             script: Path, probe: bool) -> OverloadPoint:  # fmt: skip
     url = server.url + route.path
-    bench.run_wrk(url, script, concurrency, 1)  # open the connections, fill the queue
+    harness.run_wrk(url, script, concurrency, 1)  # open the connections, fill the queue
     prober = HealthProbe(server.url) if probe else None
     if prober:
         prober.start()
-    output = bench.wrk_output(url, script, concurrency, seconds)
+    output = harness.wrk_output(url, script, concurrency, seconds)
     if prober:
         prober.stop()
-    parsed = bench.parse_wrk(output)
+    parsed = harness.parse_wrk(output)
     answers = re.search(r"ANSWERS served=(\d+) refused=(\d+) other=(\d+) seconds=([\d.]+)", output)
     if answers is None:
         raise RuntimeError(f"wrk printed no answer counts:\n{output}")
@@ -171,7 +171,7 @@ def _non_2xx(output: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def run(server: bench.Server, folder: Path, seconds: int, rounds: int,
+def run(server: harness.Server, folder: Path, seconds: int, rounds: int,
         chosen: list[Route] | None = None) -> list[OverloadPoint]:  # fmt: skip
     """Normal and overload levels interleaved per route, `rounds` times; medians kept."""
     points = []
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [r for r in routes() if not args.routes or
               any(r.name.startswith(p) for p in args.routes.split(","))]  # fmt: skip
     scratch = Path(tempfile.mkdtemp(prefix="dlwp-overload-"))
-    server = bench.Server("batched", {}, scratch)
+    server = harness.Server("batched", {}, scratch)
     try:
         points = run(server, scratch, args.seconds or (2 if args.quick else 3),
                      args.rounds or (1 if args.quick else 3), chosen)  # fmt: skip

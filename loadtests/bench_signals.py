@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loadtests.bench import Point, Server, measure, median_point, scenarios, wrk_script  # noqa: E402
+from loadtests.harness import Point, Server, measure, median_point, scenarios, wrk_script  # noqa: E402
 
 # name → environment; bench.py's servers already run with signals on (the default).
 SERVERS = {

@@ -464,7 +464,7 @@ def serve_and_load(
 ) -> None:
     """Start the JAX server, check its answers, load it end to end; stop it."""
     from loadtests.gpu_load import run_load
-    from loadtests.server_process import ServerProcess
+    from tests.support.servers import ServerProcess
 
     full_env = {"DLWP_BACKEND": "jax", "DLWP_MODELS_DIR": str(REPO / "models"), **env}
     with cpu_affinity(prof.server_cores):
@@ -605,8 +605,8 @@ def cmd_reference(args: argparse.Namespace) -> int:
     import httpx
 
     from loadtests import payloads
-    from loadtests.server_process import ServerProcess
     from service.model import artifacts
+    from tests.support.servers import ServerProcess
 
     rows = args.rows
     instances = {

@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loadtests.bench import REPORTS, Server  # noqa: E402
+from loadtests.harness import REPORTS, Server  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="dlwp-metrics-")
     config = uvicorn.Config(
-        "service.rest.app:create_app",
+        "service.process.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -39,11 +39,11 @@ from collections.abc import Iterator  # noqa: E402
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from loadtests.server_process import ServerProcess  # noqa: E402
+from tests.support.servers import ServerProcess  # noqa: E402
 
 
 def make_client(**settings: object) -> TestClient:
-    from service.rest.app import create_app
+    from service.process.app import create_app
     from service.settings import Settings
 
     settings.setdefault("models_dir", COMMITTED_MODELS)

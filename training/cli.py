@@ -7,8 +7,6 @@ import argparse
 import importlib.util
 import json
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,13 +191,3 @@ def add_commands(commands: Any) -> None:
     add_dirs(models, data=False)
     models.set_defaults(func=cmd_models)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m training.cli …`: the same `dlwp` command line (it lives in `service.cli`)."""
-    from service.cli import main as dlwp
-
-    return dlwp(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,8 +12,10 @@ checks (`check_port_free`) that no other process holds it, and fails loudly if o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -85,3 +87,14 @@ async def stop(server: grpc.Server | None, grace_s: float) -> None:
     if server is not None:
         # Wait off the loop: the calls in flight need it to finish.
         await asyncio.to_thread(server.stop(grace_s).wait)
+
+
+@contextlib.asynccontextmanager
+async def serving(plane: DataPlane, settings: Settings) -> AsyncIterator[grpc.Server | None]:
+    """gRPC beside HTTP for as long as the app runs: a front for `service.rest.app.create_app`
+    (wired by `service.process.app`), started once the models are warm, stopped before them."""
+    server = await start(plane, settings)
+    try:
+        yield server
+    finally:
+        await stop(server, settings.request_timeout_s)

@@ -1,5 +1,7 @@
 """One model version on disk and in memory: artifacts (manifest, checksums), the runtime seam
-(TensorFlow or JAX), codecs, and the preprocessing shared with training.
+(TensorFlow or JAX), codecs, the preprocessing shared with training, and the batcher that runs a
+served version's rows.
 
-Imports nothing from the transports, the repository or the data plane.
+The bottom layer: imports no other subpackage of `service` (the repository, observability, the
+data plane, the protocols, the transports) and no web or gRPC framework; training imports it too.
 """

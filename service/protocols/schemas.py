@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from fastapi import Path
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -211,14 +210,12 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 MODEL_NAME = "A served model: mnist, imdb, reuters or housing."
 MODEL_VERSION = "A version of the model (an integer)."
-# The path parameters of routes FastAPI dispatches (and validates) …
-ModelName = Annotated[str, Path(description=MODEL_NAME, examples=["mnist"])]
-ModelVersion = Annotated[int, Path(ge=0, description=MODEL_VERSION, examples=[1])]
 
 
 def path_parameters(*names: str) -> list[dict[str, Any]]:
-    """… and the same declared for the `@hot` routes, whose endpoints take only the request
-    (`service.rest.deps.path_version` checks a version as `ModelVersion` does)."""
+    """The path parameters declared for the `@hot` routes, whose endpoints take only the request
+    (`service.rest.deps.path_version` checks a version as `deps.ModelVersion` does for the routes
+    FastAPI dispatches)."""
     schemas = {
         "name": ({"type": "string", "examples": ["mnist"]}, MODEL_NAME),
         "version": ({"type": "integer", "minimum": 0, "examples": [1]}, MODEL_VERSION),

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from service.dataplane.batching import Batcher, BatchStats
 from service.errors import (
     ArtifactError,
     ConflictError,
@@ -40,6 +39,7 @@ from service.errors import (
 )
 from service.model import artifacts
 from service.model.artifacts import Manifest
+from service.model.batching import Batcher, BatchStats
 from service.model.codecs import Codec, Limits, build_codec
 from service.model.runtime import compile_model
 from service.observability import metrics
@@ -54,6 +54,7 @@ from service.repository.desired_state import (
     WorkerStatus,
 )
 from service.repository.routing import Router
+from service.repository.served import ServedVersion as ServedVersion  # where callers find it
 from service.repository.supervision import Supervisor
 from service.settings import Settings
 
@@ -65,16 +66,6 @@ class State(enum.StrEnum):
     LOADING = "LOADING"
     UNAVAILABLE = "UNAVAILABLE"
     FAILED = "FAILED"
-
-
-@dataclass
-class ServedVersion:
-    name: str
-    version: int
-    folder: Path
-    manifest: Manifest
-    codec: Codec
-    batcher: Batcher
 
 
 @dataclass

@@ -26,7 +26,7 @@ from service.repository.desired_state import RolloutRecord
 
 if TYPE_CHECKING:
     from service.model.codecs import Codec
-    from service.repository.repository import ServedVersion
+    from service.repository.served import ServedVersion
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """The FastAPI application factory: settings in, a wired app out.
 
-`uvicorn service.rest.app:create_app --factory` (what `dlwp serve` runs) builds one app per worker
-process. Each loads and warms every model before it takes its first connection.
+`service.process.app.create_app` (what `dlwp serve` runs) builds one app per worker process,
+with the gRPC front passed in: this transport never imports the other. Each loads and warms
+every model before it takes its first connection.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,6 @@ from starlette.types import ASGIApp
 from service.dataplane.plane import DataPlane
 from service.errors import DlwpError
 from service.feedback.recorder import FLUSH_S, Recorder
-from service.grpc import server as grpc_server
 from service.model.runtime import configure_backend, configure_threads
 from service.observability import metrics
 from service.observability.logs import configure_logging
@@ -51,18 +51,23 @@ Open Inference Protocol (KServe V2) and TF Serving's REST API. Errors are always
 """
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+# Another transport served beside HTTP while the app runs, given the data plane: entered once the
+# models are warm, left first at shutdown (`service.grpc.server.serving`).
+Front = Callable[[DataPlane, Settings], contextlib.AbstractAsyncContextManager[object]]
+
+
+def create_app(settings: Settings | None = None, fronts: Sequence[Front] = ()) -> ASGIApp:
     """The server's ASGI app: metrics, body limit and the control guard around the hot routes
     and FastAPI."""
     settings = settings or Settings()
-    api = create_api(settings)
+    api = create_api(settings, fronts)
     hot = HotRoutes(api, [tasks.router, v2.router, explain_routes.router, tfserving.router])
     guarded = ControlGuard(hot, settings)
     return RequestMiddleware(BodyLimitMiddleware(guarded, settings.max_body_bytes),
                              settings.access_log)  # fmt: skip
 
 
-def create_api(settings: Settings) -> FastAPI:
+def create_api(settings: Settings, fronts: Sequence[Front] = ()) -> FastAPI:
     """The FastAPI app: every route, the lifespan that loads the models, error handlers."""
     configure_threads(settings.compute_threads)
     configure_logging(settings.log_level)
@@ -83,14 +88,16 @@ def create_api(settings: Settings) -> FastAPI:
         # it out of the collector's sight, so full collections stop scanning it (p99 spikes).
         gc.collect()
         gc.freeze()
-        grpc_front = await grpc_server.start(app.state.plane, settings)
+        beside = contextlib.AsyncExitStack()
+        for front in fronts:
+            await beside.enter_async_context(front(app.state.plane, settings))
         repository.start_background()
         repository.background.start("rollouts", rollouts.step, PUBLISH_S)  # counts, gates
         repository.background.start("feedback", recorder.step, FLUSH_S)  # answers kept
         try:
             yield
         finally:
-            await grpc_server.stop(grpc_front, settings.request_timeout_s)
+            await beside.aclose()
             rollouts.publish(force=True)  # what this worker saw still counts once it is gone
             await repository.close()
             await recorder.close()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from service.dataplane.plane import ROLLOUT_KEY, DataPlane
+from service.protocols.schemas import MODEL_NAME, MODEL_VERSION
 from service.protocols.versions import parse_version
 from service.repository.repository import ModelRepository, ServedVersion
 from service.repository.rollout import Rollouts as RolloutControl
@@ -32,6 +33,12 @@ def resolve(request: Request, model: str, version: int | None = None) -> ServedV
 def path_version(request: Request) -> int:
     """The `{version}` path parameter as an integer (400 otherwise)."""
     return parse_version(request.path_params["version"])
+
+
+# The path parameters of routes FastAPI dispatches (and validates); the `@hot` routes declare the
+# same through `schemas.path_parameters`.
+ModelName = Annotated[str, Path(description=MODEL_NAME, examples=["mnist"])]
+ModelVersion = Annotated[int, Path(ge=0, description=MODEL_VERSION, examples=[1])]
 
 
 def get_repository(request: Request) -> ModelRepository:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from service.dataplane.batching import Batcher
 from service.dataplane.plane import DataPlane, Inference
 from service.errors import ModelNotFoundError, UnavailableError
 from service.model import artifacts
+from service.model.batching import Batcher
 from service.model.codecs import Codec, Encoded, Limits, TextCodec, build_codec
 from service.repository.repository import ServedVersion
 from service.settings import Settings

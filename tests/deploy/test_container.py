@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import yaml
 
-from loadtests.server_process import free_port
+from tests.support.servers import free_port
 
 from ..conftest import REPO
-from ..service.test_task_endpoints import EARNINGS, HOUSE, POSITIVE
+from ..rest.test_task_endpoints import EARNINGS, HOUSE, POSITIVE
 
 IMAGE = "localhost/dlwp-serving:test"
 BASE = "docker.io/library/python:3.11-slim"

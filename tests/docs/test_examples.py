@@ -23,7 +23,7 @@ from tests.docs.examples import Example, examples, json_pattern, mismatch
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 EXAMPLES = [example for page in PAGES for example in examples(page)]
 if TYPE_CHECKING:
-    from loadtests.server_process import ServerProcess
+    from tests.support.servers import ServerProcess
 
 HTTP = re.compile(r"\b(?:localhost|127\.0\.0\.1):8000\b")
 GRPC = re.compile(r"\b(?:localhost|127\.0\.0\.1):8001\b")

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from loadtests.server_process import REPO, ServerProcess, free_port
+from tests.support.servers import REPO, ServerProcess, free_port
 
 from ..conftest import make_client
 
@@ -240,7 +240,7 @@ def test_bad_versions_and_raw_counts_are_invalid_argument(stub):
 
 def test_a_port_held_by_another_server_fails_loudly_at_start(server):
     # grpcio binds with SO_REUSEPORT, which would let this second server share the port.
-    command = [sys.executable, "-m", "training.cli", "serve", "--port", str(free_port()),
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(free_port()),
                "--grpc-port", str(server.grpc_port)]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0

@@ -8,8 +8,8 @@ import httpx
 import numpy as np
 import pytest
 
-from loadtests.server_process import ServerProcess
 from service.model.runtime import bucket_sizes
+from tests.support.servers import ServerProcess
 
 HOUSE_ROW = [0.0063, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98]
 INSTANCES = {

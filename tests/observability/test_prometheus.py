@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from loadtests import payloads
-from loadtests.server_process import ServerProcess, free_port
+from tests.support.servers import ServerProcess, free_port
 
 from ..conftest import REPO, needs_datasets
 

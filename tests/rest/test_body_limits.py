@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from loadtests.server_process import ServerProcess
+from tests.support.servers import ServerProcess
 
 from ..conftest import COMMITTED_MODELS, make_client
 

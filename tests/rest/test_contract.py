@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.server_process import ServerProcess
+from tests.support.servers import ServerProcess
 
 from ..conftest import COMMITTED_MODELS
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from loadtests.server_process import ServerProcess
+from tests.support.servers import ServerProcess
 
 from ..conftest import COMMITTED_MODELS, make_client
 

@@ -1,55 +1,52 @@
 """KServe's own Python client (the `kserve` SDK), unchanged, against a live server: its V1 and
-V2 REST clients, with JSON and binary tensors."""
+V2 REST clients, with JSON and binary tensors. The SDK runs in a child process (see
+`tests.support.kserve_sdk`): it and tritonclient cannot share one."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-kserve = pytest.importorskip("kserve", reason="kserve (KServe's Python SDK) is a dev dependency")
+from ..support.kserve_sdk import SDK_MISSING, call_sdk
 
-T = TypeVar("T")
+pytestmark = pytest.mark.skipif(
+    SDK_MISSING, reason="kserve (KServe's Python SDK) is a dev dependency"
+)
+
 HOUSE_ROWS = [
     [0.0063, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98],
     [0.0273, 0, 7.07, 0, 0.469, 6.421, 78.9, 4.9671, 2, 242, 17.8, 396.9, 9.14],
 ]
-REVIEWS = [b"A wonderful, moving film. Superb acting.", b"Dull, predictable and far too long."]
-
-
-def _with_client(protocol: str, call: Callable[[Any], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with kserve.InferenceRESTClient(kserve.RESTConfig(protocol=protocol)) as client:
-            return await call(client)
-
-    return asyncio.run(run())
+REVIEWS = ["A wonderful, moving film. Superb acting.", "Dull, predictable and far too long."]
 
 
 def _reference(url: str, model: str, name: str, datatype: str, rows: list[Any]) -> np.ndarray:
     """The server's own answer to a plain V2 JSON request, to compare the SDK's against."""
-    data = [row.decode() for row in rows] if datatype == "BYTES" else rows
     shape = [len(rows)] if datatype == "BYTES" else [len(rows), len(rows[0])]
-    body = {"inputs": [{"name": name, "datatype": datatype, "shape": shape, "data": data}]}
+    body = {"inputs": [{"name": name, "datatype": datatype, "shape": shape, "data": rows}]}
     output = httpx.post(f"{url}/v2/models/{model}/infer", json=body).json()["outputs"][0]
     return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
 
 
 def test_the_v1_client_sees_a_live_server_and_a_ready_model(server):
-    live = _with_client("v1", lambda c: c.is_server_live(server.url))
-    ready = _with_client("v1", lambda c: c.is_model_ready(server.url, "housing"))
+    live, ready = call_sdk(
+        {"transport": "v1", "address": server.url, "method": "is_server_live"},
+        {"transport": "v1", "address": server.url, "method": "is_model_ready",
+         "args": ["housing"]},
+    )  # fmt: skip
 
     assert live is True
     assert ready is True
 
 
 def test_the_v1_client_predicts_house_prices(server):
-    answer = _with_client(
-        "v1", lambda c: c.infer(server.url, {"instances": HOUSE_ROWS}, model_name="housing")
-    )
+    [answer] = call_sdk(
+        {"transport": "v1", "address": server.url, "method": "infer",
+         "args": [{"instances": HOUSE_ROWS}], "kwargs": {"model_name": "housing"}}
+    )  # fmt: skip
 
     expected = _reference(server.url, "housing", "features", "FP32", HOUSE_ROWS)
     prices = np.asarray(answer["predictions"], dtype=np.float32).reshape(expected.shape)
@@ -57,9 +54,12 @@ def test_the_v1_client_predicts_house_prices(server):
 
 
 def test_the_v2_client_sees_a_live_and_ready_server_and_model(server):
-    live = _with_client("v2", lambda c: c.is_server_live(server.url))
-    ready = _with_client("v2", lambda c: c.is_server_ready(server.url))
-    model = _with_client("v2", lambda c: c.is_model_ready(server.url, "mnist"))
+    live, ready, model = call_sdk(
+        {"transport": "v2", "address": server.url, "method": "is_server_live"},
+        {"transport": "v2", "address": server.url, "method": "is_server_ready"},
+        {"transport": "v2", "address": server.url, "method": "is_model_ready",
+         "args": ["mnist"]},
+    )  # fmt: skip
 
     assert (live, ready, model) == (True, True, True)
 
@@ -72,16 +72,20 @@ def test_the_v2_client_sees_a_live_and_ready_server_and_model(server):
 )
 def test_the_v2_client_infers_with_json_and_binary_tensors(server, model, name, datatype, rows,
                                                           binary):  # fmt: skip
-    values = np.array(rows, dtype=object if datatype == "BYTES" else np.float32)
-    tensor = kserve.InferInput(name=name, shape=list(values.shape), datatype=datatype)
-    tensor.set_data_from_numpy(values, binary_data=binary)
-    request = kserve.InferRequest(model_name=model, infer_inputs=[tensor], request_id="r-1")
+    request = {
+        "model_name": model,
+        "id": "r-1",
+        "inputs": [{"name": name, "datatype": datatype, "data": rows, "binary": binary}],
+    }
 
-    response = _with_client("v2", lambda c: c.infer(server.url, request, model_name=model))
+    [response] = call_sdk(
+        {"transport": "v2", "address": server.url, "method": "infer", "request": request,
+         "kwargs": {"model_name": model}}
+    )  # fmt: skip
 
-    assert response.model_name == model and response.id == "r-1"
+    assert response["model_name"] == model and response["id"] == "r-1"
     expected = _reference(server.url, model, name, datatype, rows)
-    np.testing.assert_allclose(response.outputs[0].as_numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(response["outputs"][0]["data"]), expected, rtol=1e-5)
 
 
 def test_a_model_name_in_the_body_must_match_the_path(server):

@@ -17,7 +17,7 @@ HOUSE = ["CRIM=0.0063", "ZN=18", "INDUS=2.31", "CHAS=0", "NOX=0.538", "RM=6.575"
 
 def dlwp(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "training.cli", *args],
+        [sys.executable, "-m", "service.cli", *args],
         cwd=REPO, capture_output=True, text=True, timeout=600, input=stdin,
     )  # fmt: skip
 

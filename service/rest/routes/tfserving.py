@@ -13,7 +13,7 @@ from service.errors import BadRequestError, InvalidInputError, ModelNotFoundErro
 from service.model import artifacts
 from service.model.codecs import Codec, Encoded
 from service.protocols import schemas
-from service.rest.deps import Repository, path_version, plane_of, resolve
+from service.rest.deps import ModelName, ModelVersion, Repository, path_version, plane_of, resolve
 from service.rest.hotpath import hot
 from service.rest.http import json_response, read_json
 
@@ -66,7 +66,7 @@ _STATUS_LINKS = {
     operation_id="tfs_status",
     responses=_STATUS_RESPONSES | {200: {"model": schemas.ModelStatus, "links": _STATUS_LINKS}},
 )
-async def status(name: schemas.ModelName, repository: Repository) -> Response:
+async def status(name: ModelName, repository: Repository) -> Response:
     return _status(repository, name, None)
 
 
@@ -89,7 +89,7 @@ async def predict(request: Request) -> Response:
     responses=_STATUS_RESPONSES,
 )
 async def version_status(
-    name: schemas.ModelName, version: schemas.ModelVersion, repository: Repository
+    name: ModelName, version: ModelVersion, repository: Repository
 ) -> Response:
     return _status(repository, name, version)
 

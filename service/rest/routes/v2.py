@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from service.errors import BadRequestError
 from service.model.codecs import Codec, Encoded
 from service.protocols import schemas, tensors, v2
-from service.rest.deps import Repository, path_version, plane_of, resolve
+from service.rest.deps import ModelName, ModelVersion, Repository, path_version, plane_of, resolve
 from service.rest.hotpath import hot
 from service.rest.http import error_response, json_response, parse_json
 
@@ -71,7 +71,7 @@ _MODEL_LINKS = {
         **schemas.error_responses(404, 503),
     },
 )
-async def model_metadata(name: schemas.ModelName, repository: Repository) -> Response:
+async def model_metadata(name: ModelName, repository: Repository) -> Response:
     return json_response(v2.model_metadata(repository.live(name)))
 
 
@@ -82,7 +82,7 @@ async def model_metadata(name: schemas.ModelName, repository: Repository) -> Res
     responses={200: {"model": schemas.ModelMetadata}, **schemas.error_responses(400, 404, 503)},
 )
 async def version_metadata(
-    name: schemas.ModelName, version: schemas.ModelVersion, repository: Repository
+    name: ModelName, version: ModelVersion, repository: Repository
 ) -> Response:
     return json_response(v2.model_metadata(repository.live(name, version)))
 
@@ -93,7 +93,7 @@ async def version_metadata(
     operation_id="model_ready",
     responses={200: {"model": schemas.ModelReady}, **schemas.error_responses(404, 503)},
 )
-async def model_ready(name: schemas.ModelName, repository: Repository) -> Response:
+async def model_ready(name: ModelName, repository: Repository) -> Response:
     served = repository.live(name)
     return json_response({"name": name, "version": str(served.version), "ready": True})
 
@@ -105,7 +105,7 @@ async def model_ready(name: schemas.ModelName, repository: Repository) -> Respon
     responses={200: {"model": schemas.ModelReady}, **schemas.error_responses(400, 404, 503)},
 )
 async def version_ready(
-    name: schemas.ModelName, version: schemas.ModelVersion, repository: Repository
+    name: ModelName, version: ModelVersion, repository: Repository
 ) -> Response:
     repository.live(name, version)
     return json_response({"name": name, "version": str(version), "ready": True})

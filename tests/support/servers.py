@@ -1,5 +1,11 @@
 """`dlwp serve` (or the echo ceiling) in a child process on a free port: the one helper that the
-benchmark, the load tests and the test suite use to run a real server."""
+test suite, the benchmark and the load tests use to run a real server.
+
+It lives with the tests, which depend on it most, and imports nothing from `loadtests/` or from
+the server's code (it runs the server as a user would, through `python -m service.cli`). The
+benchmarks import it from here (`from tests.support.servers import ...`), never the other way
+round, so the dependency runs one way: loadtests → tests.support, and tests.support → nothing.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

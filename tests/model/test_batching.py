@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.dataplane.batching import Batcher, BatchStats
 from service.errors import DeadlineExceededError, UnavailableError
+from service.model.batching import Batcher, BatchStats
 
 WEIGHTS = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
 
