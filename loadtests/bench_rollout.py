@@ -23,8 +23,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loadtests.bench import Point, Server, measure, median_point, scenarios, wrk_script  # noqa: E402
 from loadtests.bench_signals import _cpu_and_requests  # noqa: E402
+from loadtests.harness import Point, Server, measure, median_point, scenarios, wrk_script  # noqa: E402
 
 SCENARIO = "mnist"
 CONCURRENCY = 64

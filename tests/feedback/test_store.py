@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.server_process import free_port
 from service.feedback.store import Answer, FeedbackStore, open_store
+from tests.support.servers import free_port
 
 
 def _postgres_bin() -> Path | None:
