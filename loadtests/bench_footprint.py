@@ -65,7 +65,7 @@ def cold_start(python: str, log_dir: Path) -> tuple[float, float]:
         else:
             raise RuntimeError(f"the server did not become ready; see {server.log_path}")
         seconds = time.perf_counter() - started
-        return seconds, rss_mib(server.process.pid)
+        return seconds, sum(rss_mib(pid) for pid in server.pids())  # supervisor + worker
     finally:
         server.stop()
 

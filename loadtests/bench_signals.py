@@ -95,8 +95,11 @@ def _cpu_and_requests(server: Server) -> tuple[float, float]:
         if sample.name == "dlwp_requests_total"
     )
     # /proc/<pid>/stat: utime and stime, in clock ticks, are fields 14 and 15.
-    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), answered
+    ticks = 0
+    for pid in server.pids():  # the supervisor and its worker
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK"), answered
 
 
 def markdown(points: list[CostPoint]) -> str:

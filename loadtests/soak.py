@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     server = Server("soak", {}, args.out)
     try:
         warm_code = locust(server.url, args.warmup_s, args.out / "soak-warmup", args.users)
-        rss_start = rss_mb(server.process.pid)
+        rss_start = sum(rss_mb(pid) for pid in server.pids())
         started = time.monotonic()
         code = locust(server.url, int(args.minutes * 60), args.out / "soak", args.users)
-        rss_end = rss_mb(server.process.pid)
+        rss_end = sum(rss_mb(pid) for pid in server.pids())
         elapsed = time.monotonic() - started
     finally:
         server.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -21,7 +20,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def add_commands(commands: Any) -> None:
-    serve = commands.add_parser("serve", help="serve the models over HTTP")
+    serve = commands.add_parser("serve", help="serve the models over HTTP", allow_abbrev=False)
     serve.add_argument("--host", help="default $DLWP_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, help="default $DLWP_PORT or 8000")
     serve.add_argument("--workers", type=int, help="server processes (default $DLWP_WORKERS or 1)")
@@ -31,7 +30,9 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--grpc-port", type=int, help="default $DLWP_GRPC_PORT or 8001; 0: off")
     serve.set_defaults(func=cmd_serve)
 
-    predict = commands.add_parser("predict", help="ask a running server for a prediction")
+    predict = commands.add_parser(
+        "predict", help="ask a running server for a prediction", allow_abbrev=False
+    )
     predict.add_argument("task", choices=["sentiment", "topics", "digits", "housing"])
     predict.add_argument(
         "inputs",
@@ -85,40 +86,23 @@ def add_commands(commands: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     overrides = {"host": args.host, "port": args.port, "workers": args.workers,
                  "models_dir": args.models_dir, "grpc_port": args.grpc_port}  # fmt: skip
     for key, value in overrides.items():
         if value is not None:
             # Workers are separate processes that build their own Settings from the environment.
             os.environ[f"DLWP_{key.upper()}"] = str(value)
-    from service.process.server import serve
-    from service.process.transport import uvicorn_options
+    from service.process.supervisor import serve
     from service.settings import Settings
 
     settings = Settings()
     if settings.grpc_port:
-        from service.grpc.server import check_port_free
+        from service.process.ports import check_port_free
 
         check_port_free(settings.host, settings.grpc_port)  # before the workers share it
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="dlwp-metrics-")
-    config = uvicorn.Config(
-        "service.process.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        **uvicorn_options(settings),
-        access_log=False,
-        log_config=None,
-        # A stop waits for every accepted request; each meets its own deadline well before this.
-        timeout_graceful_shutdown=math.ceil(settings.request_timeout_s) + 5,
-    )
-    serve(config, settings)
-    return 0
+    return serve(settings)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -198,7 +182,9 @@ SERVING_COMMANDS = ("serve", "predict", "rollout", "feedback")
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dlwp", description="Train, evaluate, list, serve and query the book's models."
+        prog="dlwp",
+        description="Train, evaluate, list, serve and query the book's models.",
+        allow_abbrev=False,  # `--data` must never be read as another option's abbreviation
     )
     commands = parser.add_subparsers(dest="command", required=True)
     if not argv or argv[0] not in SERVING_COMMANDS:

@@ -62,6 +62,9 @@ def build_manifest(
     import tensorflow as tf
 
     signature = dict(SIGNATURES[recipe.task])
+    # A model trained on a user's own topics has as many outputs as they have topics.
+    outputs = [{**spec, "shape": [-1, recipe.output.units]} for spec in signature["outputs"]]
+    signature["outputs"] = outputs
     signature["model_input"] = {
         "name": "features",
         "datatype": "FP32",

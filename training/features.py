@@ -45,12 +45,15 @@ def preprocessing_params(recipe: Recipe, dataset: Dataset) -> dict[str, Any]:
     if recipe.task in ("sentiment", "topics"):
         return text_preprocessing(recipe.input_size)
     if recipe.task == "housing":
-        # The book normalises with statistics of the training data only.
+        # The book normalises with statistics of the training data only. A feature that never
+        # varies in the training rows (possible in a user's few houses) carries nothing: dividing
+        # by 1 keeps it at 0 rather than NaN.
+        std = dataset.x_train.std(axis=0)
         return {
             "kind": "standardize",
             "feature_names": list(preprocessing.HOUSING_FEATURES),
             "mean": dataset.x_train.mean(axis=0).tolist(),
-            "std": dataset.x_train.std(axis=0).tolist(),
+            "std": np.where(std > 0, std, 1.0).tolist(),
             # What the server counts as outside the training data (dlwp_input_out_of_range_total).
             "training_range": {
                 "min": dataset.x_train.min(axis=0).tolist(),

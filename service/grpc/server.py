@@ -6,22 +6,26 @@ beside the REST requests, through the same DataPlane and batchers (see `servicer
 Every worker process of one server serves gRPC on the same port: grpcio binds with
 SO_REUSEPORT when `workers > 1`, and the kernel spreads connections over the workers. That
 option would also let a second, unrelated server join the port silently, so `dlwp serve` first
-checks (`check_port_free`) that no other process holds it, and fails loudly if one does.
+checks (`service.process.ports.check_port_free`) that no other process holds it, and fails
+loudly if one does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
 from service.dataplane.plane import DataPlane
 from service.grpc import servicer
+from service.process.budget import shutdown_budget
+from service.process.drain import DRAIN
+from service.process.ports import in_use
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,29 +37,11 @@ log = logging.getLogger(__name__)
 # so overload does not hold threads.
 CALL_THREADS = 64
 
+_STOP_WITH_HTTP: dict[int, Callable[[], object]] = {}  # by id() of each started server
+
 
 def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _in_use(host: str, port: int, reason: str) -> ValueError:
-    return ValueError(
-        f"gRPC port {port} on {host} is already in use ({reason}): stop the process holding "
-        "it, or choose another with --grpc-port / DLWP_GRPC_PORT (0 turns gRPC off)"
-    )
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Raise ValueError if any process already listens on (host, port)."""
-    for family, kind, proto, _, where in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        with socket.socket(family, kind, proto) as probe:
-            # Without SO_REUSEPORT, a bind fails while anyone listens there (grpcio included);
-            # SO_REUSEADDR only ignores closed connections of an earlier run.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(where)
-            except OSError as error:
-                raise _in_use(host, port, error.strerror or str(error)) from None
 
 
 async def start(plane: DataPlane, settings: Settings) -> grpc.Server | None:
@@ -76,15 +62,21 @@ async def start(plane: DataPlane, settings: Settings) -> grpc.Server | None:
     try:
         server.add_insecure_port(where)
     except RuntimeError:
-        raise _in_use(settings.host, settings.grpc_port, "bind failed") from None
+        raise in_use(settings.host, settings.grpc_port, "bind failed") from None
     server.start()
     log.info("gRPC (Open Inference Protocol) serving on %s", where)
+    # When this process stops accepting (its drain window over), gRPC stops taking calls at
+    # the same moment as HTTP, and both finish what they accepted side by side.
+    grace_s = shutdown_budget(settings).grpc_grace_s
+    _STOP_WITH_HTTP[id(server)] = functools.partial(server.stop, grace_s)
+    DRAIN.on_stop_accepting(_STOP_WITH_HTTP[id(server)])
     return server
 
 
 async def stop(server: grpc.Server | None, grace_s: float) -> None:
     """Refuse new calls and let the calls in flight finish, for at most `grace_s`."""
     if server is not None:
+        DRAIN.forget(_STOP_WITH_HTTP.pop(id(server), None))
         # Wait off the loop: the calls in flight need it to finish.
         await asyncio.to_thread(server.stop(grace_s).wait)
 

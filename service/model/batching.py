@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,27 +30,6 @@ from service.errors import DeadlineExceededError, PayloadTooLargeError, Unavaila
 from service.model.runtime import Predictor
 
 log = logging.getLogger(__name__)
-
-# How long the event loop may keep the GIL once the model thread asks for it, while a model is
-# backlogged (more than a batch waiting). The model call needs the GIL back several times (to
-# start, after the graph runs, to hand back its result); past capacity the event loop is busy
-# every moment, each of those waits lasted CPython's full 5-ms interval, and a 2-ms model call
-# took 30-120 ms (measured here: served sentiment requests at c=256 fell to 0.3-0.6x of c=16;
-# at 0.5 ms, 0.8x). Below capacity the loop idles often and the default stands, so normal-load
-# figures are exactly what they were.
-GIL_SWITCH_INTERVAL_S = 0.0005
-_DEFAULT_SWITCH_INTERVAL_S = sys.getswitchinterval()
-_backlogged: set[int] = set()  # id() of each batcher that is backlogged now
-
-
-def _set_backlogged(batcher: Batcher, backlogged: bool) -> None:
-    before = bool(_backlogged)
-    if backlogged:
-        _backlogged.add(id(batcher))
-    else:
-        _backlogged.discard(id(batcher))
-    if bool(_backlogged) != before:
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S if _backlogged else _DEFAULT_SWITCH_INTERVAL_S)
 
 
 @dataclass
@@ -92,7 +70,6 @@ class Batcher:
         on_queue_change: Callable[[int], None] | None = None,
     ) -> None:
         self._predictor = predictor
-        self._backlogged = False
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_queue_rows = max_queue_rows
@@ -177,7 +154,6 @@ class Batcher:
         while not self.idle:
             await asyncio.sleep(0.005)
         self._worker.cancel()
-        _set_backlogged(self, False)
 
     def _try_reserve(self, count: int) -> bool:
         if self._closing:
@@ -269,10 +245,6 @@ class Batcher:
             rows += len(head.rows)
         if self._waiters:
             self._admit_waiters()
-        backlogged = self._queued_rows + self._reserved_rows >= self.max_batch_size
-        if backlogged != self._backlogged:  # a transition: rare, so this costs nothing per batch
-            self._backlogged = backlogged
-            _set_backlogged(self, backlogged)
         # Reported once a batch, not once a request: the gauge is a sample, and this is hot.
         if self._on_queue_change is not None:
             self._on_queue_change(self._queued_rows)

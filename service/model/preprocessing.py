@@ -33,8 +33,14 @@ _TOKENIZER_TABLE = str.maketrans(
 
 MNIST_SIDE = 28
 MNIST_PIXELS = MNIST_SIDE * MNIST_SIDE
-# MNIST digits were size-normalised into a 20×20 box, then centred by mass in 28×28.
+# MNIST digits were size-normalised into a 20×20 box, then centred by mass in 28×28: every
+# MNIST digit's ink box has 20 as its longer side, and its centre of mass lies within half a
+# pixel of (14, 14) in pixel indices.
 _MNIST_BOX = 20
+_MNIST_CENTRE = 14.0
+# Ink is what is brighter than this share of the brightest pixel (after taking off the paper).
+_INK_SHARE = 0.1
+_EDGE = 2
 MAX_IMAGE_PIXELS = 16_000_000
 
 HOUSING_FEATURES = (
@@ -127,7 +133,7 @@ def sequence_to_text(sequence: Sequence[int], index_word: Mapping[int, str]) -> 
 
 
 def pixels_to_rows(pixels: Any) -> np.ndarray:
-    """One 28×28 (or flat 784) array of 0–255 grey values → a (1, 784) float32 row in [0, 1]."""
+    """One 28×28 (or flat 784) picture of 0–255 grey values → a (1, 784) MNIST-normalised row."""
     try:
         array = np.asarray(pixels, dtype=np.float32)
     except (TypeError, ValueError) as error:
@@ -138,11 +144,12 @@ def pixels_to_rows(pixels: Any) -> np.ndarray:
         raise InvalidInputError(
             f"expected 784 pixel values or a 28×28 array, got shape {list(array.shape)}"
         )
-    return _scaled_rows(array.reshape(1, MNIST_PIXELS))
+    return pixel_batch_to_rows(array.reshape(1, MNIST_PIXELS))
 
 
 def pixel_batch_to_rows(batch: np.ndarray) -> np.ndarray:
-    """An (n, 784) or (n, 28, 28) array of 0–255 grey values → (n, 784) float32 rows in [0, 1]."""
+    """(n, 784) or (n, 28, 28) pictures of 0–255 grey values → (n, 784) float32 rows in [0, 1],
+    each normalised like MNIST (`normalise_digit`)."""
     batch = np.asarray(batch, dtype=np.float32)
     if batch.ndim == 3 and batch.shape[1:] == (MNIST_SIDE, MNIST_SIDE):
         batch = batch.reshape(len(batch), MNIST_PIXELS)
@@ -150,10 +157,12 @@ def pixel_batch_to_rows(batch: np.ndarray) -> np.ndarray:
         raise InvalidInputError(
             f"expected n×784 pixel values or n×28×28 arrays, got shape {list(batch.shape)}"
         )
-    return _scaled_rows(batch)
+    _check_range(batch)
+    fields = [normalise_digit(row.reshape(MNIST_SIDE, MNIST_SIDE)) for row in batch]
+    return np.stack(fields).reshape(len(batch), MNIST_PIXELS) / np.float32(255.0)
 
 
-def _scaled_rows(array: np.ndarray) -> np.ndarray:
+def _check_range(array: np.ndarray) -> None:
     if not np.isfinite(array).all():
         raise InvalidInputError(
             "pixel values must be finite numbers in 0–255 (got NaN or infinity)"
@@ -162,15 +171,10 @@ def _scaled_rows(array: np.ndarray) -> np.ndarray:
         raise InvalidInputError(
             f"pixel values must lie in 0–255, got values from {array.min():g} to {array.max():g}"
         )
-    return array / np.float32(255.0)
 
 
 def image_bytes_to_rows(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """A PNG/JPEG (or other Pillow-readable) image of any size → one MNIST-like (1, 784) row.
-
-    Dark-on-light images are inverted to MNIST's light-on-dark; an image that is not already
-    28×28 is cropped to its ink, scaled into a 20×20 box and centred by mass, as MNIST was made.
-    """
+    """A PNG/JPEG (or other Pillow-readable) image, any size → one MNIST-normalised (1, 784) row."""
     if not data:
         raise InvalidInputError("the image is empty: expected PNG or JPEG bytes")
     try:
@@ -186,53 +190,53 @@ def image_bytes_to_rows(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.n
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise InvalidInputError("could not decode the image: expected PNG or JPEG bytes") from error
-    return grey_image_to_rows(grey)
+    return normalise_digit(grey).reshape(1, MNIST_PIXELS) / np.float32(255.0)
 
 
-def grey_image_to_rows(grey: np.ndarray) -> np.ndarray:
-    """A 2-D grey array (0–255, any size, either polarity) → one MNIST-like (1, 784) row."""
+def normalise_digit(grey: np.ndarray) -> np.ndarray:
+    """A 2-D grey picture (0–255, any size, either polarity) → a 28×28 field made like MNIST's.
+
+    Dark ink on light paper is inverted to MNIST's light on dark and the paper's grey taken off;
+    the ink's bounding box is scaled, keeping its aspect, so its longer side is 20 pixels, and
+    placed so its centre of mass lands on MNIST's centre (14, 14). An MNIST digit already is
+    such a field and comes back unchanged (up to stretching its brightest pixel to 255).
+    """
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise InvalidInputError(f"expected a 2-D grey image, got shape {list(grey.shape)}")
-    if _border_mean(grey) > 127:
-        grey = 255.0 - grey
-    if grey.shape != (MNIST_SIDE, MNIST_SIDE):
-        grey = _normalise_like_mnist(grey)
-    return _scaled_rows(np.clip(grey, 0, 255).reshape(1, MNIST_PIXELS))
-
-
-def _border_mean(grey: np.ndarray) -> float:
+    grey = grey.astype(np.float32)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    return float(border.mean())
+    if float(border.mean()) > 127:
+        grey, border = 255.0 - grey, 255.0 - border
+    grey = np.clip(grey - float(np.median(border)), 0.0, None)
+    field = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    peak = float(grey.max())
+    if peak <= 0:
+        return field
+    top, bottom, left, right = _box(grey > _INK_SHARE * peak)
+    # Faint edge pixels next to the ink belong to it (MNIST's own anti-aliasing does).
+    top, left = max(top - _EDGE, 0), max(left - _EDGE, 0)
+    window = grey[top : bottom + _EDGE + 1, left : right + _EDGE + 1]
+    inner_top, inner_bottom, inner_left, inner_right = _box(window > 0)
+    crop = window[inner_top : inner_bottom + 1, inner_left : inner_right + 1] * (255.0 / peak)
+    if max(crop.shape) != _MNIST_BOX:
+        scale = _MNIST_BOX / max(crop.shape)
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        resized = Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS)
+        crop = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 255.0)
+    height, width = crop.shape
+    total = float(crop.sum())
+    top = round(_MNIST_CENTRE - float(crop.sum(axis=1) @ np.arange(height)) / total)
+    left = round(_MNIST_CENTRE - float(crop.sum(axis=0) @ np.arange(width)) / total)
+    top = min(max(top, 0), MNIST_SIDE - height)
+    left = min(max(left, 0), MNIST_SIDE - width)
+    field[top : top + height, left : left + width] = crop
+    return field
 
 
-def _normalise_like_mnist(grey: np.ndarray) -> np.ndarray:
-    ink = grey > 0.1 * grey.max() if grey.max() > 0 else np.zeros_like(grey, dtype=bool)
-    if not ink.any():
-        return np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
-    rows, cols = np.nonzero(ink)
-    crop = grey[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    scale = _MNIST_BOX / max(crop.shape)
-    new_size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-    resized = np.asarray(
-        Image.fromarray(crop.astype(np.uint8)).resize(new_size, Image.Resampling.LANCZOS),
-        dtype=np.float32,
-    )
-    canvas = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
-    top = (MNIST_SIDE - resized.shape[0]) // 2
-    left = (MNIST_SIDE - resized.shape[1]) // 2
-    canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
-    return _centre_by_mass(canvas)
-
-
-def _centre_by_mass(canvas: np.ndarray) -> np.ndarray:
-    total = canvas.sum()
-    if total <= 0:
-        return canvas
-    ys, xs = np.indices(canvas.shape)
-    shift_y = round(MNIST_SIDE / 2 - 0.5 - (ys * canvas).sum() / total)
-    shift_x = round(MNIST_SIDE / 2 - 0.5 - (xs * canvas).sum() / total)
-    shifted = np.roll(canvas, (shift_y, shift_x), axis=(0, 1))
-    return shifted
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the True pixels, inclusive."""
+    rows, cols = np.nonzero(mask)
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
 
 
 # ---------------------------------------------------------------------------------------- housing

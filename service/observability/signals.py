@@ -207,18 +207,15 @@ class _Labelled:
 
 
 def observe_all(histogram: Histogram, values: np.ndarray) -> None:
-    """`histogram.observe(v)` for every value, at numpy speed for many values."""
-    if len(values) == 1:
-        histogram.observe(float(values[0]))
-        return
-    # prometheus_client has no bulk observe, and one call per row costs ~1 µs in Python; add
-    # the bucket counts at once into its own storage (per-bucket counts, and the sum).
-    # tests/observability/test_signals.py checks this equals observing one value at a time.
-    bounds: Any = histogram._upper_bounds
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    histogram._sum.inc(float(np.sum(values)))
-    for index in np.flatnonzero(counts):
-        histogram._buckets[index].inc(int(counts[index]))
+    """`histogram.observe(v)` for every value, through prometheus_client's public API only.
+
+    It has no bulk observe; one call costs about 0.7 µs a value in one process and 3 µs with
+    several workers (its files are written on each call): 0.1-0.4 ms for a 128-row request, next
+    to milliseconds of preprocessing. (`.venv/bin/python` timing 128 observes, this machine.)
+    """
+    observe = histogram.observe
+    for value in values.tolist():
+        observe(value)
 
 
 def _observer_for(model: str, codec: Codec) -> _Observer:

@@ -24,10 +24,11 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 def test_dlwp_serve_imports_nothing_from_training_or_plotting():
     # The command line as `dlwp serve` runs it, up to the server: the stand-in builds the app
-    # the way the server would (uvicorn's Config.load: import, factory, protocol), serving nothing.
+    # the way a worker would (its uvicorn Config, loaded: app, protocol), serving nothing.
     code = (
-        "import json, sys, service.process.server\n"
-        "service.process.server.serve = lambda config, settings: config.load()\n"
+        "import json, sys, service.process.supervisor as supervisor\n"
+        "from service.process.worker import build\n"
+        "supervisor.serve = lambda settings: build(settings, None).load() or 0\n"
         "from service.cli import main\n"
         "main(['serve', '--port', '0', '--grpc-port', '0'])\n"
         "import service.rest.app\n"

@@ -11,6 +11,8 @@ from PIL import Image
 from service.errors import InvalidInputError
 from service.model import preprocessing as pp
 
+from ..conftest import needs_datasets
+
 VOCABULARY = {"the": 4, "movie": 5, "was": 6, "great": 7, "br": 8}
 FEATURES = dict(
     zip(
@@ -63,7 +65,8 @@ def test_non_string_text_is_rejected():
 
 
 def test_pixels_flat_or_square_become_one_scaled_row():
-    square = np.full((28, 28), 255)
+    square = np.zeros((28, 28))
+    square[4:24, 12:16] = 255
 
     assert pp.pixels_to_rows(square).shape == (1, 784)
     assert pp.pixels_to_rows(square.ravel()).max() == 1.0
@@ -91,11 +94,49 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_28_by_28_image_is_taken_as_is():
-    digit = np.zeros((28, 28))
-    digit[5:20, 12:15] = 255
+@needs_datasets
+def test_mnist_digits_come_back_unchanged_as_pixels_and_as_png(data_dir):
+    with np.load(data_dir / "mnist.npz") as arrays:
+        digits = arrays["x_test"][:500]
 
-    np.testing.assert_allclose(pp.image_bytes_to_rows(_png(digit)), digit.reshape(1, 784) / 255)
+    as_pixels = pp.pixel_batch_to_rows(digits) * 255
+    as_png = np.concatenate([pp.image_bytes_to_rows(_png(digit)) for digit in digits]) * 255
+
+    # Unchanged but for the brightest pixel stretched to 255 (some MNIST digits peak at 254).
+    np.testing.assert_allclose(as_pixels, digits.reshape(-1, 784), atol=1.01)
+    np.testing.assert_array_equal(as_png, as_pixels)
+
+
+def _ink_box_and_centre(row: np.ndarray) -> tuple[int, int, float, float]:
+    field = row.reshape(28, 28)
+    ys, xs = np.nonzero(field > 0.1)
+    total = field.sum()
+    centre_y = (field.sum(axis=1) @ np.arange(28)) / total
+    centre_x = (field.sum(axis=0) @ np.arange(28)) / total
+    return int(np.ptp(ys)) + 1, int(np.ptp(xs)) + 1, float(centre_y), float(centre_x)
+
+
+@pytest.mark.parametrize("how", ["pixels", "png"])
+def test_a_small_off_centre_28_by_28_digit_is_normalised_like_mnist(how):
+    digit = np.zeros((28, 28))
+    digit[1:11, 1:4] = 255  # a short bar in the top-left corner, 10 pixels tall
+
+    row = pp.pixels_to_rows(digit) if how == "pixels" else pp.image_bytes_to_rows(_png(digit))
+
+    height, width, centre_y, centre_x = _ink_box_and_centre(row)
+    assert height == 20 and 5 <= width <= 7, "ink box scaled to 20 pixels, aspect kept"
+    assert abs(centre_y - 14) <= 0.5 and abs(centre_x - 14) <= 0.5, "centred by mass"
+
+
+def test_either_polarity_gives_the_same_field():
+    digit = np.zeros((28, 28))
+    digit[6:20, 10:14] = 200
+
+    np.testing.assert_allclose(pp.pixels_to_rows(digit), pp.pixels_to_rows(255 - digit))
+
+
+def test_blank_paper_is_an_empty_field():
+    assert pp.pixels_to_rows(np.full((28, 28), 255)).max() == 0.0
 
 
 def test_a_large_dark_on_light_image_becomes_a_centred_light_on_dark_digit():

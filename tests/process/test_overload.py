@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
-import sys
 import time
 from collections.abc import Iterator
 
@@ -143,19 +142,3 @@ def test_past_the_cap_of_busy_connections_new_ones_get_503_until_the_slow_ones_t
     assert refused.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in refused
     assert b"too many open connections" in refused
     assert response.status_code == 200
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="found through /proc (Linux)")
-def test_the_second_acceptor_finds_the_servers_listening_socket():
-    from service.process.transport import _listening_socket
-
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        found = _listening_socket(port, "127.0.0.1")
-
-        assert found is not None
-        duplicate, fd = found
-        with duplicate:
-            assert fd == listener.fileno() and duplicate.getsockname() == ("127.0.0.1", port)

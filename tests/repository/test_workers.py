@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import shutil
 import signal
 import time
@@ -37,10 +38,16 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def two_workers(repo: Path) -> Iterator[ServerProcess]:
+def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("metrics")
+
+
+@pytest.fixture(scope="module")
+def two_workers(repo: Path, metrics_dir: Path) -> Iterator[ServerProcess]:
     server = ServerProcess(
         {
             "DLWP_MODELS_DIR": str(repo),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             "DLWP_DRAIN_SECONDS": "4",  # every request connects within it on a busy CI machine
             "DLWP_MAX_BATCH_SIZE": "8",
             "DLWP_MAX_QUEUE_ROWS": "8192",
@@ -72,6 +79,12 @@ def sentiment_answers(server: ServerProcess) -> set[tuple[int, object]]:
 def indexes(server: ServerProcess) -> list[list[dict[str, str]]]:
     with fresh_connections(server) as http:
         return [http.get("/v2/repository/index").json() for _ in range(8)]
+
+
+def worker_pids(repo: Path) -> set[int]:
+    """The worker processes that have announced themselves (each one's status file)."""
+    statuses = (repo / STATE_DIR_NAME / "workers").glob("*.json")
+    return {int(json.loads(path.read_text())["pid"]) for path in statuses}
 
 
 def served_by_each_worker(repo: Path, name: str = "imdb") -> list[object]:
@@ -126,6 +139,26 @@ def test_a_pin_set_through_the_api_reaches_every_worker(two_workers, repo):
     assert unpin.status_code == 200 and unpin.json()["version"] == "2"
     assert sentiment_answers(two_workers) == {(200, 2)}
     assert served_by_each_worker(repo) == [2, 2]
+
+
+def test_a_killed_worker_is_replaced_follows_the_desired_state_and_leaves_the_metrics(
+    two_workers, repo, metrics_dir
+):
+    before = worker_pids(repo)
+    victim = min(before)
+    assert list(metrics_dir.glob(f"gauge_live*_{victim}.db")), "its live gauges are summed"
+
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while not worker_pids(repo) - before and time.monotonic() < deadline:
+        time.sleep(0.2)  # the replacement announces itself once its models are warm
+    answers = sentiment_answers(two_workers)
+    load = call(two_workers, "load")  # also forgets the dead worker's status
+
+    assert len(worker_pids(repo) - before) == 1, "a new worker took the dead one's place"
+    assert answers == {(200, 2)}, "the new worker serves what the others serve"
+    assert load.status_code == 200 and served_by_each_worker(repo) == [2, 2]
+    assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db")), "its gauges left the sums"
 
 
 def test_concurrent_loads_from_both_workers_end_in_one_outcome(two_workers, repo):
@@ -188,10 +221,10 @@ def _probe_during_drain(url: str) -> tuple[set[int], set[int]]:
     """Readiness and liveness codes seen by fresh connections until the drain window ends."""
     ready: set[int] = set()
     live: set[int] = set()
-    deadline = time.monotonic() + 1.0  # inside the 1.5 s window (+ the supervisor's 0.5 s tick)
     no_reuse = httpx.Limits(max_keepalive_connections=0)
     with httpx.Client(base_url=url, timeout=5, limits=no_reuse) as http:
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 1.0  # well inside the 4 s window
+        while not ready or time.monotonic() < deadline:
             ready.add(http.get("/v2/health/ready").status_code)
             live.add(http.get("/v2/health/live").status_code)
     return ready, live

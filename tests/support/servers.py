@@ -87,6 +87,18 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
 
+    def pids(self) -> list[int]:
+        """`dlwp serve` (the supervisor) and its worker processes."""
+        workers = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if parent == self.process.pid:
+                workers.append(int(stat.parent.name))
+        return [self.process.pid, *sorted(workers)]
+
     def stop(self) -> None:
         self.process.terminate()
         try:

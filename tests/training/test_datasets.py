@@ -1,7 +1,11 @@
-"""Datasets load through keras.datasets, from a data folder exactly as Keras would return them."""
+"""The book's datasets, from a data folder or Keras' cache, as Keras' load_data returns them."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +13,7 @@ import pytest
 
 from training.datasets import load_dataset
 
-from ..conftest import needs_datasets
+from ..conftest import REPO, needs_datasets
 
 
 def _published_sha256(data_dir: Path) -> dict[str, str]:
@@ -60,3 +64,26 @@ def test_a_missing_data_folder_is_a_clear_error(tmp_path):
 def test_a_data_folder_without_the_file_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"boston_housing\.npz"):
         load_dataset("housing", tmp_path)
+
+
+@needs_datasets
+def test_reading_a_file_equals_keras_own_load_data(tmp_path, data_dir):
+    # boston_housing.npz is byte-identical to Keras' download, so Keras' own load_data() reads it
+    # offline from its cache; our reading of the same file must give the same arrays.
+    (tmp_path / "datasets").mkdir()
+    shutil.copy(data_dir / "boston_housing.npz", tmp_path / "datasets")
+    script = (
+        "import keras, numpy as np\n"
+        "from training.datasets import load_dataset\n"
+        f"ours = load_dataset('housing', {str(data_dir)!r})\n"
+        "(x, y), (xt, yt) = keras.datasets.boston_housing.load_data()\n"
+        "assert all(np.array_equal(a, b) for a, b in "
+        "[(ours.x_train, x), (ours.y_train, y), (ours.x_test, xt), (ours.y_test, yt)])\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-2000:]
