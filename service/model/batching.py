@@ -127,7 +127,7 @@ class Batcher:
     @property
     def busy(self) -> bool:
         """A batch or more is waiting, or requests wait for room: no time for spare work."""
-        return self._backlogged or bool(self._waiters)
+        return self._queued_rows + self._reserved_rows >= self.max_batch_size or bool(self._waiters)
 
     async def predict_spare(
         self, encode: Callable[[], np.ndarray], timeout_s: float, count: int
