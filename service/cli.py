@@ -45,6 +45,45 @@ def add_commands(commands: Any) -> None:
     predict.add_argument("--timeout", type=float, default=30.0)
     predict.set_defaults(func=cmd_predict)
 
+    rollout = commands.add_parser(
+        "rollout", help="put a candidate version beside the serving one on a running server"
+    )
+    actions = rollout.add_subparsers(dest="action", required=True)
+    start = actions.add_parser("start", help="start a shadow or canary rollout")
+    start.add_argument("model")
+    start.add_argument("--version", type=int, required=True, help="the candidate version")
+    start.add_argument("--mode", choices=["shadow", "canary"], default="shadow")
+    start.add_argument(
+        "--share", type=float, help="shadow: share also computed (default 1.0); canary: share "
+        "answered by the candidate (default 0.1)"
+    )  # fmt: skip
+    start.add_argument(
+        "--gate", action="append", default=[], metavar="NAME=VALUE",
+        help="override a gate threshold, e.g. --gate min_compared=300 (see docs/rollouts.md)",
+    )  # fmt: skip
+    for name, text in (("status", "the rollout's live comparison, as a table"),
+                       ("promote", "promote the candidate now"),
+                       ("abort", "stop the rollout; the serving version stays")):  # fmt: skip
+        action = actions.add_parser(name, help=text)
+        action.add_argument("model")
+    for parser in actions.choices.values():
+        parser.add_argument("--url", default=os.environ.get("DLWP_URL", DEFAULT_URL))
+        parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    rollout.set_defaults(func=cmd_rollout)
+
+    feedback = commands.add_parser("feedback", help="labelled answers kept by the server")
+    feedback_actions = feedback.add_subparsers(dest="action", required=True)
+    export = feedback_actions.add_parser(
+        "export", help="write the labelled examples in the format `dlwp train --data` reads"
+    )
+    export.add_argument("model", choices=["imdb", "reuters", "housing", "mnist"])
+    export.add_argument("--out", help="file (folder for mnist); default <model>-feedback.*")
+    export.add_argument(
+        "--state-dir", help="the server's state folder (default $DLWP_STATE_DIR, else "
+        "<models dir>/.dlwp-state); $DLWP_FEEDBACK_DB wins when set"
+    )  # fmt: skip
+    export.set_defaults(func=cmd_feedback_export)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {"host": args.host, "port": args.port, "workers": args.workers,
@@ -88,6 +127,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from service.client import ServerClient
+    from service.rollout_table import rollout_table
+
+    client = ServerClient(args.url)
+    if args.action == "start":
+        body: dict[str, Any] = {"version": args.version, "mode": args.mode}
+        if args.share is not None:
+            body["share"] = args.share
+        if args.gate:
+            body["gate"] = _features(args.gate)
+        answer = client.rollout(args.model, body=body)
+    else:
+        answer = client.rollout(args.model, "" if args.action == "status" else args.action)
+    print(json.dumps(answer, indent=2) if args.json else rollout_table(answer))
+    return 0
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    from service.feedback import export
+    from service.feedback.store import open_store
+    from service.repository.desired_state import STATE_DIR_NAME
+    from service.settings import Settings
+
+    settings = Settings()
+    state_dir = Path(args.state_dir or settings.state_dir or settings.models_dir / STATE_DIR_NAME)
+    store = open_store(settings.feedback_db, state_dir, settings.feedback_max_answers,
+                       settings.feedback_max_age_s)  # fmt: skip
+    try:
+        examples = store.labelled(args.model)
+    finally:
+        store.close()
+    out = Path(args.out) if args.out else export.default_path(args.model)
+    written, skipped = export.export(args.model, examples, out)
+    print(f"{written} labelled {args.model} examples written to {out}"
+          + (f"; {skipped} labelled without their inputs (the server keeps inputs only with "
+             "DLWP_FEEDBACK_KEEP_INPUTS=true)" if skipped else ""))  # fmt: skip
+    return 0
+
+
 def _features(pairs: list[str]) -> dict[str, float]:
     features = {}
     for pair in pairs:
@@ -98,7 +177,7 @@ def _features(pairs: list[str]) -> dict[str, float]:
     return features
 
 
-SERVING_COMMANDS = ("serve", "predict")
+SERVING_COMMANDS = ("serve", "predict", "rollout", "feedback")
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:

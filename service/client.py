@@ -42,5 +42,26 @@ class ServerClient:
         """Ask the server to serve the model's newest (or pinned) version; the version serving."""
         return int(self._call("POST", f"/v2/repository/models/{model}/load")["version"])
 
+    def rollout(self, model: str, action: str = "", body: dict[str, Any] | None = None) -> Any:
+        """Start (body given), read (no action), promote or abort a model's rollout."""
+        path = f"/v2/repository/models/{model}/rollout" + (f"/{action}" if action else "")
+        if body is not None:
+            return self._call("POST", path, json=body)
+        return self._call("POST" if action else "GET", path)
+
+    def start_rollout(self, model: str, version: int, mode: str) -> str:
+        """Start a rollout of a newly exported `version`; what happened, in words."""
+        serving = self.metadata(model).get("versions", [None])[0]
+        if serving is not None and int(serving) == version:
+            raise ServerError(
+                f"{model}: the server already serves version {version} (its version polling "
+                "loaded it): run the server with DLWP_POLL_SECONDS=0, or pin the serving "
+                "version, to roll new versions out instead"
+            )
+        status = self.rollout(model, body={"version": version, "mode": mode})
+        return (f"{model}: {mode} rollout {status['id']} of version {version} beside "
+                f"{status['serving_version']} started at {self.url}; follow it with "
+                f"`dlwp rollout status {model} --url {self.url}`")  # fmt: skip
+
     def predict(self, task: str, **request: Any) -> Any:
         return self._call("POST", f"/v1/{task}", **request)

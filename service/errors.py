@@ -70,6 +70,10 @@ class DeadlineExceededError(DlwpError):
     """No answer within the request deadline."""
 
 
+class ConflictError(DlwpError):
+    """The request contradicts what is going on now (a second rollout while one runs)."""
+
+
 class Status(NamedTuple):
     """What an error answers on each transport."""
 
@@ -91,6 +95,7 @@ STATUS: dict[type[DlwpError], Status] = {
     LoadFailedError: Status(400, "INVALID_ARGUMENT"),
     UnavailableError: Status(503, "UNAVAILABLE"),
     DeadlineExceededError: Status(504, "DEADLINE_EXCEEDED"),
+    ConflictError: Status(409, "FAILED_PRECONDITION"),
 }
 INTERNAL = Status(500, "INTERNAL")  # anything that is not a DlwpError: a bug, never the client
 

@@ -116,6 +116,29 @@ class Settings(BaseSettings):
         2048, ge=1, description="Open connections per worker process; past it, idle ones go first."
     )
 
+    # Rollouts and feedback (issue 21)
+    feedback: bool = Field(
+        True,
+        description="Keep each answer for a while, so POST /v1/feedback can label it later "
+        "(live accuracy per version, examples to retrain on).",
+    )
+    feedback_db: str | None = Field(
+        None,
+        description="postgresql://… to share answers and labels between replicas; default an "
+        "SQLite file in the state folder, shared by one host's workers.",
+    )
+    feedback_keep_inputs: bool = Field(
+        False,
+        description="Keep the inputs too (needed by `dlwp feedback export`); off by default: "
+        "reviews can be personal data.",
+    )
+    feedback_max_answers: int = Field(
+        100_000, ge=1, description="Unlabelled answers kept at most (the oldest go first)."
+    )
+    feedback_max_age_s: float = Field(
+        86_400.0, gt=0, description="An answer can be labelled for this long (seconds)."
+    )
+
     @cached_property
     def pinned_versions(self) -> dict[str, int]:
         """`model_versions` parsed: model name → version."""

@@ -92,7 +92,11 @@ def add_version(models_dir: Path, name: str = "housing", corrupt: str | None = N
                 shutil.copy(path, folder / path.name)
         if corrupt == "model":
             (folder / "model.keras").write_bytes(b"this is not a keras zip file")
+        if corrupt == "shuffled":
+            _shuffle_weights(folder / "model.keras")
 
+    if corrupt == "shuffled":  # a valid artifact of a worse model: its digests are its own
+        manifest.pop("sha256", None)
     version, folder = export.export_version(models_dir, name, manifest, write_files)
     if corrupt == "manifest":
         (folder / "manifest.json").write_text("{not json")
@@ -101,3 +105,17 @@ def add_version(models_dir: Path, name: str = "housing", corrupt: str | None = N
         broken["signature"]["outputs"][0]["shape"] = [-1, 10]
         (folder / "manifest.json").write_text(json.dumps(broken))
     return version
+
+
+def _shuffle_weights(path: Path) -> None:
+    """Rewrite a Keras model with each weight tensor's values shuffled: it loads and answers,
+    badly (a deliberately worse candidate)."""
+    import keras
+    import numpy as np
+
+    model = keras.saving.load_model(path, compile=False)
+    rng = np.random.default_rng(7)
+    shuffled = [rng.permutation(w.reshape(-1)).reshape(w.shape) for w in model.get_weights()]
+    model.set_weights(shuffled)
+    path.unlink()
+    model.save(path)

@@ -55,6 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.pipeline import train_and_export
 
     models_dir = _models_dir(args.models_dir)
+    if args.rollout and not args.serve_url:
+        raise ValueError("--rollout needs --serve-url: the server that runs the rollout")
     server = ServerClient(args.serve_url) if args.serve_url else None
     if args.data is not None:
         return _train_on_user_data(args, models_dir, server)
@@ -81,7 +83,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"serving version's {_metric_text(baseline or {})}", flush=True)  # fmt: skip
             continue
         print(f"exported {name} version {trained.version} to {trained.folder}", flush=True)
-        if server is not None:
+        if server is not None and args.rollout:
+            print(server.start_rollout(name, trained.version, args.rollout))
+        elif server is not None:
             print(f"{name}: server at {server.url} now serves version {server.load(name)}")
     print()
     print(f"{'model':<9} {'version':>7}  {'metric':<14} {'ours':>8} {'book':>8}")
@@ -258,6 +262,12 @@ def add_commands(commands: Any) -> None:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument(
         "--serve-url", help="then ask the server at this URL to load the new version"
+    )
+    train.add_argument(
+        "--rollout",
+        choices=["shadow", "canary"],
+        help="with --serve-url: put the new version beside the serving one as a rollout, "
+        "promoted or rolled back by its gate (docs/rollouts.md), instead of loading it",
     )
     train.add_argument(
         "--promote-if-better",

@@ -5,21 +5,31 @@ decoded inputs with the codec of whichever version answers (`Work`). The version
 (`resolve`), then the work runs through that version's batcher (`run`); `infer` does both. What
 the caller needs comes back as a value (`Inference`): the outputs, the version that computed
 them, and the encoded inputs. Nothing here knows HTTP or gRPC.
+
+A model with a running rollout has a router (`repository/routing.py`): `resolve` asks it which
+side answers (the caller's rollout key keeps a client on one side), and `run` hands it the answer,
+for the counts and the other side's shadow work. Answers are kept for feedback (`feedback/`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from service.errors import ArtifactError, UnavailableError
+from service.feedback.recorder import Recorder, Served
 from service.model.codecs import Codec, Encoded
 from service.observability import metrics
+from service.observability.logs import REQUEST_ID
 from service.observability.signals import Signals
 from service.repository.repository import ModelRepository, ServedVersion
+from service.repository.routing import OTHER, Router, counts_as_failure
 from service.settings import Settings
+
+ROLLOUT_KEY = "x-rollout-key"  # a client's key (a user id, …): the same side answers it always
 
 C = TypeVar("C", bound=Codec)
 
@@ -48,17 +58,26 @@ class Inference(NamedTuple):  # a tuple: immutable, and made in a third of a fro
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, settings: Settings) -> None:
+    def __init__(
+        self, repository: ModelRepository, settings: Settings, recorder: Recorder | None = None
+    ) -> None:
         self.repository = repository
         self.settings = settings
         self.signals = Signals() if settings.signals else None
+        self.recorder = recorder
 
-    def resolve(self, model: str, version: int | None = None) -> ServedVersion:
+    def resolve(
+        self, model: str, version: int | None = None, rollout_key: str | None = None
+    ) -> ServedVersion:
         """The version that answers for `model` (or exactly `version`); 404/503 with a reason.
 
-        Pass it to `run` with no `await` in between: a swap could otherwise retire the version
-        before its batcher admits the request.
+        During a canary rollout, the side its router draws (by `rollout_key`, the client's
+        `X-Rollout-Key`, when given). Pass it to `run` with no `await` in between: a swap could
+        otherwise retire the version before its batcher admits the request.
         """
+        router = self.repository.router(model) if version is None else None
+        if router is not None:
+            return router.sides[router.choose(rollout_key)]
         return self.repository.live(model, version)
 
     async def infer(
@@ -90,15 +109,60 @@ class DataPlane:
             encoded = work(served.codec)
             return encoded.rows
 
+        router = self.repository.router(served.name) if observe else None
+        role = router.role_of(served) if router is not None else None
+        started = time.perf_counter()
         try:
             outputs = await served.batcher.predict(encode, self.settings.request_timeout_s, count)
         except UnavailableError:
             metrics.REJECTED.labels(served.name).inc()
             raise
+        except Exception as error:
+            if router is not None and role is not None and counts_as_failure(error):
+                router.failed(role, count or 1)
+            raise
         assert encoded is not None  # the batcher answers only rows it was given
         if observe and self.signals is not None:
             self.signals.observe(served.name, served.codec, encoded, outputs)
+        if router is not None and role is not None:
+            router.observed(role, time.perf_counter() - started, len(outputs))
+            self._compare(router, role, work, encoded, outputs)
+        elif observe and self.recorder is not None and self.recorder.enabled:
+            self.recorder.add(Served(
+                REQUEST_ID.get() or "", served.name, served.manifest.task, "serving", None,
+                {"serving": served.version}, {"serving": served.codec}, {"serving": outputs},
+                encoded if self.recorder.keep_inputs else None, time.time(),
+            ))  # fmt: skip
         return Inference(served, outputs, encoded)
+
+    def _compare(
+        self, router: Router, role: str, work: Work, encoded: Encoded, outputs: np.ndarray
+    ) -> None:
+        """Hand a rollout's answer to its router: the other side computes it (if drawn), and
+        both answers are kept for feedback once in."""
+        recorder = self.recorder
+        done = None
+        if recorder is not None and recorder.enabled:
+            request_id = REQUEST_ID.get() or ""  # read now: the shadow finishes after the request
+            inputs = encoded if recorder.keep_inputs else None
+            sides = router.sides
+            created = time.time()
+
+            def done(serving: np.ndarray | None, candidate: np.ndarray | None) -> None:
+                other = OTHER[role]
+                computed = {role: sides[role].version}
+                if (serving if other == "serving" else candidate) is not None:
+                    computed[other] = sides[other].version
+                recorder.add(Served(
+                    request_id, sides[role].name, router.task, role, router.record.id,
+                    computed,  # type: ignore[arg-type]
+                    {r: s.codec for r, s in sides.items()},
+                    {"serving": serving, "candidate": candidate}, inputs, created,
+                ))  # fmt: skip
+
+        router.answered(role, lambda codec: work(codec).rows, outputs,
+                        self.settings.request_timeout_s, router.shadows(role), done,
+                        encoded.rows)  # fmt: skip
 
 
 def expect_codec(codec: Codec, kind: type[C]) -> C:

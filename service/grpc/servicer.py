@@ -25,7 +25,7 @@ from typing import Any
 
 import grpc
 
-from service.dataplane.plane import DataPlane
+from service.dataplane.plane import ROLLOUT_KEY, DataPlane
 from service.errors import DlwpError, UnavailableError, status_of
 from service.grpc import converters, protocol
 from service.model.codecs import Codec, Encoded
@@ -44,6 +44,7 @@ class Call:
 
     route: str
     model: str = ""  # the served model the call is for, set once the DataPlane resolved it
+    rollout_key: str | None = None  # x-rollout-key metadata: keeps a client on one rollout side
 
 
 Handler = Callable[[Any, Call], Coroutine[Any, Any, Any]]
@@ -83,7 +84,7 @@ def handlers(plane: DataPlane, loop: asyncio.AbstractEventLoop) -> grpc.GenericR
         def encode(codec: Codec) -> Encoded:
             return v2.encode_inputs(codec, name, values, datatypes)
 
-        served = plane.resolve(name, version)
+        served = plane.resolve(name, version, call.rollout_key)
         call.model = served.name
         inference = await plane.run(served, encode)
         output_name = v2.check_outputs(inference.served, wanted)
@@ -124,7 +125,8 @@ def _rpc(
 
     def method(message: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
-        call = Call(route)
+        key = _metadata(context, ROLLOUT_KEY)
+        call = Call(route, rollout_key=key.decode("latin-1") if isinstance(key, bytes) else key)
         # The client's x-request-id metadata (or a new id) goes back as trailing metadata; the
         # coroutine copies this thread's context, so its log lines carry the id too.
         request_id = accept_or_new(_metadata(context, REQUEST_ID_HEADER))

@@ -124,6 +124,30 @@ class Batcher:
                 raise
         return await self._enqueue(rows, count, timeout_s)
 
+    @property
+    def busy(self) -> bool:
+        """A batch or more is waiting, or requests wait for room: no time for spare work."""
+        return self._queued_rows + self._reserved_rows >= self.max_batch_size or bool(self._waiters)
+
+    async def predict_spare(
+        self, encode: Callable[[], np.ndarray], timeout_s: float, count: int
+    ) -> np.ndarray | None:
+        """Work that may be dropped (a rollout's shadow rows): run only if its `count` rows fit
+        in the next batch at once; None, with nothing encoded, when the model is busy."""
+        if (
+            self._closing
+            or self.busy
+            or self._queued_rows + self._reserved_rows + count > self.max_batch_size
+        ):
+            return None
+        self._reserved_rows += count
+        try:
+            rows = encode()
+        except BaseException:
+            self._release(count)
+            raise
+        return await self._enqueue(rows, count, timeout_s)
+
     async def drain(self) -> None:
         """Stop admitting requests; return once everything admitted or running has finished."""
         self._closing = True

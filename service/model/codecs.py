@@ -27,6 +27,8 @@ class Encoded(NamedTuple):
     # Text: each text's share of out-of-vocabulary words, from its own tokenisation (the rows,
     # multi-hot, no longer tell). The input signals read it; None for other tasks.
     oov_ratios: np.ndarray | None = None
+    # Text: the texts themselves, kept for feedback's examples when asked (feedback/recorder.py).
+    texts: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,9 @@ class TextCodec(Codec):
             texts, self.vocabulary, self.limits.max_text_chars
         )
         return Encoded(
-            preprocessing.multi_hot(sequences, self.num_words), preprocessing.oov_ratios(sequences)
+            preprocessing.multi_hot(sequences, self.num_words),
+            preprocessing.oov_ratios(sequences),
+            texts,
         )
 
     def encode_tensor(self, values: Any) -> Encoded:

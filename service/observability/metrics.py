@@ -103,6 +103,57 @@ INPUT_INK = Histogram(
 )  # fmt: skip
 
 
+# Rollouts (repository/routing.py): each side of a running rollout, labelled model, version
+# and role ("serving" or "candidate"), so a dashboard or a controller can compare them.
+_SIDE = ["model", "version", "role"]
+ROLLOUT_INFO = Gauge(
+    "dlwp_rollout_info", "1 for each version in a running rollout, by role and mode.",
+    [*_SIDE, "mode"], multiprocess_mode="livemax",
+)  # fmt: skip
+ROLLOUT_PREDICTIONS = Counter(
+    "dlwp_rollout_predictions_total", "Predictions computed by each side of a rollout.", _SIDE
+)
+ROLLOUT_ERRORS = Counter(
+    "dlwp_rollout_errors_total", "Predictions a side of a rollout failed to compute.", _SIDE
+)
+ROLLOUT_LATENCY = Histogram(
+    "dlwp_rollout_latency_seconds", "Time one side of a rollout took for a request's rows.",
+    _SIDE, buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+ROLLOUT_COMPARED = Counter(
+    "dlwp_rollout_compared_total", "Predictions both sides of a rollout computed.", _SIDE
+)
+ROLLOUT_AGREED = Counter(
+    "dlwp_rollout_agreed_total",
+    "Compared predictions on which both sides agree (label, top topic, digit).",
+    _SIDE,
+)
+ROLLOUT_PRICE_DIFFERENCE = Counter(
+    "dlwp_rollout_price_difference_sum",
+    "Housing: summed |serving - candidate| price over compared predictions ($1000s).",
+    _SIDE,
+)
+ROLLOUT_SHADOW_DROPPED = Counter(
+    "dlwp_rollout_shadow_dropped_total",
+    "Shadow rows not computed because the server was busy (never an error to a client).",
+    _SIDE,
+)
+ROLLOUT_DECISIONS = Counter(
+    "dlwp_rollout_decisions_total",
+    "Rollouts ended, by decision (promoted, rolled_back, aborted) and by whom (gate, request).",
+    ["model", "decision", "by"],
+)
+FEEDBACK = Counter(
+    "dlwp_feedback_total",
+    "Labels received for earlier answers, by the version that made the prediction and whether "
+    "it was right (housing: outcome 'labelled', see dlwp_feedback_abs_error_sum).",
+    [*_SIDE, "outcome"],
+)
+FEEDBACK_ABS_ERROR = Counter(
+    "dlwp_feedback_abs_error_sum", "Housing: summed |predicted - labelled price| ($1000s).", _SIDE
+)
+
+
 _BEFORE_SCRAPE: list[weakref.WeakMethod[Callable[[], None]]] = []
 
 

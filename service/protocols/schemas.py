@@ -193,6 +193,7 @@ ERROR_DESCRIPTIONS = {
     "loopback with no DLWP_API_KEY)",
     404: "Unknown model or version",
     413: "The body is over DLWP_MAX_BODY_BYTES",
+    409: "Conflicts with what is going on (a rollout is, or is not, running)",
     415: "Unsupported content type",
     422: "The input cannot be a model input (wrong tensor shape, values out of range, …)",
     503: "The model's queue is full or the model is not loaded yet (see Retry-After)",
@@ -513,3 +514,35 @@ class RepositoryAnswer(BaseModel):
     name: str
     state: str
     version: str | None = None
+
+
+class RolloutRequest(BaseModel):
+    """Start a rollout: `version` beside the serving one (see docs/rollouts.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=0, description="The candidate version (on disk; loaded if need be).")
+    mode: Literal["shadow", "canary"] = Field(
+        "shadow",
+        description="shadow: the candidate also computes a share of requests, the serving "
+        "version answers all; canary: the candidate answers a share.",
+    )
+    share: float | None = Field(
+        None, gt=0, le=1, description="Share of requests (default 1.0 shadow, 0.1 canary)."
+    )
+    gate: dict[str, float] | None = Field(
+        None, description='Gate thresholds to override, e.g. {"min_compared": 300}.'
+    )
+
+
+class RolloutStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    id: str
+    state: Literal["running", "promoted", "rolled_back", "aborted"]
+    reason: str
+    mode: str
+    share: float
+    serving_version: int
+    candidate_version: int
+    agreement: float | None = Field(None, description="Share of compared predictions agreeing.")
+    compared: int | None = None

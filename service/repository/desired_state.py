@@ -1,10 +1,11 @@
 """What every worker and replica should serve, kept in small files beside the repository.
 
 `desired.json` says which models are unloaded, which version each serves and which are pinned
-through the API; a repository call rewrites it atomically (temp file, then rename) under a file
-lock, bumping its `generation`. Every worker process watches it and reconciles its live models,
-then reports what it serves in `workers/<host>-<pid>.json`; a load or unload call answers once
-every live worker reports the new generation. Plain files, so an operator can `cat` them and
+through the API, and each model's rollout (running, or how the last one ended); a repository
+call rewrites it atomically (temp file, then rename) under a file lock, bumping its
+`generation`. Every worker process watches it and reconciles its live models, then reports what
+it serves in `workers/<host>-<pid>.json`; a load or unload call answers once every live worker
+reports the new generation. Plain files, so an operator can `cat` them and
 replicas sharing one repository volume share them too.
 """
 
@@ -31,6 +32,7 @@ STATE_DIR_NAME = ".dlwp-state"  # a dot folder: the repository never lists it as
 DESIRED_FILE = "desired.json"
 WORKERS_DIR = "workers"
 LOCKS_DIR = "locks"
+ROLLOUTS_DIR = "rollouts"  # rollouts/<model>/<rollout id>/<worker>.json: each worker's counts
 # A worker rewrites its status file this often; one silent for STALE_AFTER_S is presumed gone
 # (a crashed replica on another host; on this host a dead pid is noticed at once).
 HEARTBEAT_S = 2.0
@@ -52,18 +54,67 @@ class ModelWish:
         return {k: v for k, v in vars(self).items() if v not in (None, False)}
 
 
+RolloutState = Literal["running", "promoted", "rolled_back", "aborted"]
+ROLLOUT_MODES = ("shadow", "canary")
+
+
+@dataclass
+class RolloutRecord:
+    """One model's rollout: a candidate version beside the serving one (rollout.py).
+
+    `share`: in shadow mode the share of requests the candidate also computes; in canary mode
+    the share it answers. `figures`: the comparison when it ended (kept for the status).
+    """
+
+    id: str
+    serving: int
+    candidate: int
+    mode: str
+    share: float
+    gate: dict[str, Any]
+    started_at: float
+    task: str = ""  # the model's task (housing compares prices, the others labels)
+    state: RolloutState = "running"
+    reason: str = ""
+    ended_at: float | None = None
+    figures: dict[str, Any] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_json(cls, data: Any) -> RolloutRecord:
+        if not isinstance(data, dict):
+            raise ValueError("a rollout must be a JSON object")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        record = cls(**known)
+        if record.state not in ("running", "promoted", "rolled_back", "aborted"):
+            raise ValueError(f"unknown rollout state {record.state!r}")
+        return record
+
+
 @dataclass
 class DesiredState:
     generation: int = 0
     models: dict[str, ModelWish] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # "name/version" → why it cannot load
+    rollouts: dict[str, RolloutRecord] = field(default_factory=dict)  # model → its last rollout
 
     def as_json(self) -> dict[str, Any]:
         return {
             "generation": self.generation,
             "models": {name: wish.as_json() for name, wish in sorted(self.models.items())},
             "failures": dict(sorted(self.failures.items())),
+            "rollouts": {name: r.as_json() for name, r in sorted(self.rollouts.items())},
         }
+
+    def running_rollout(self, name: str) -> RolloutRecord | None:
+        record = self.rollouts.get(name)
+        return record if record is not None and record.running else None
 
     @classmethod
     def from_json(cls, data: Any) -> DesiredState:
@@ -77,7 +128,9 @@ class DesiredState:
             models[str(name)] = ModelWish(bool(wish.get("unloaded", False)),
                                           wish.get("version"), pin)  # fmt: skip
         failures = {str(k): str(v) for k, v in dict(data.get("failures", {})).items()}
-        return cls(int(data.get("generation", 0)), models, failures)
+        rollouts = {str(k): RolloutRecord.from_json(v)
+                    for k, v in dict(data.get("rollouts", {})).items()}  # fmt: skip
+        return cls(int(data.get("generation", 0)), models, failures, rollouts)
 
 
 @dataclass
@@ -86,6 +139,7 @@ class WorkerStatus:
     generation: int
     serving: dict[str, int]
     errors: dict[str, str]
+    candidates: dict[str, int] = field(default_factory=dict)  # model → rollout candidate loaded
 
 
 def worker_id() -> str:
@@ -191,8 +245,43 @@ class StateStore:
                     path.unlink()
                 continue
             found.append(WorkerStatus(str(data["worker"]), int(data["generation"]),
-                                      dict(data["serving"]), dict(data["errors"])))  # fmt: skip
+                                      dict(data["serving"]), dict(data["errors"]),
+                                      dict(data.get("candidates", {}))))  # fmt: skip
         return found
+
+    # ------------------------------------------------------------------ rollout counts
+
+    def _rollout_dir(self, name: str, rollout_id: str) -> Path:
+        return self.folder / ROLLOUTS_DIR / name / rollout_id
+
+    def publish_rollout_stats(self, name: str, rollout_id: str, stats: dict[str, Any]) -> None:
+        """This worker's counts for one rollout (replaced whole, atomically)."""
+        folder = self._rollout_dir(name, rollout_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomically(folder / f"{self.worker}.json", stats, durable=False)
+
+    def rollout_stats(self, name: str, rollout_id: str) -> list[dict[str, Any]]:
+        """Every worker's counts for one rollout, the gone workers' included: what they saw
+        was seen."""
+        folder = self._rollout_dir(name, rollout_id)
+        found = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                found.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue  # being replaced right now: the next read has it
+        return found
+
+    def forget_rollouts(self, name: str, keep: str) -> None:
+        """Remove the counts of `name`'s earlier rollouts (all but `keep`)."""
+        folder = self.folder / ROLLOUTS_DIR / name
+        for old in folder.iterdir() if folder.is_dir() else []:
+            if old.name != keep:
+                for path in old.glob("*"):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                with contextlib.suppress(OSError):
+                    old.rmdir()
 
     # ------------------------------------------------------------------ internals
 

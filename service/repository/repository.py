@@ -9,6 +9,10 @@ the log.
 What to serve is not this process's to decide alone: load, unload and pins go through the
 desired state (`desired_state.py`) that every worker and replica reconciles from, and a
 call answers once every live worker serves its result.
+
+A running rollout (rollout.py) adds a candidate version beside the serving one on every
+worker: loaded like any version, kept in `_candidates` with a router the data plane asks which
+side answers; promoting it is the same swap as a reload, without loading it again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import ArtifactError, LoadFailedError, ModelNotFoundError, UnavailableError
+from service.errors import (
+    ArtifactError,
+    ConflictError,
+    LoadFailedError,
+    ModelNotFoundError,
+    UnavailableError,
+)
 from service.model import artifacts
 from service.model.artifacts import Manifest
 from service.model.batching import Batcher, BatchStats
@@ -43,6 +53,8 @@ from service.repository.desired_state import (
     StateStore,
     WorkerStatus,
 )
+from service.repository.routing import Router
+from service.repository.served import ServedVersion as ServedVersion  # where callers find it
 from service.repository.supervision import Supervisor
 from service.settings import Settings
 
@@ -54,16 +66,6 @@ class State(enum.StrEnum):
     LOADING = "LOADING"
     UNAVAILABLE = "UNAVAILABLE"
     FAILED = "FAILED"
-
-
-@dataclass
-class ServedVersion:
-    name: str
-    version: int
-    folder: Path
-    manifest: Manifest
-    codec: Codec
-    batcher: Batcher
 
 
 @dataclass
@@ -87,6 +89,8 @@ class ModelRepository:
         self._applied = -1  # the desired generation this worker has reconciled to
         self._errors: dict[str, str] = {}  # model → why this worker does not serve what is desired
         self._live: dict[str, ServedVersion] = {}
+        self._candidates: dict[str, ServedVersion] = {}  # model → its running rollout's candidate
+        self._routers: dict[str, Router] = {}
         self._status: dict[tuple[str, int], _Status] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._reconciling = asyncio.Lock()
@@ -104,6 +108,9 @@ class ModelRepository:
     def live(self, name: str, version: int | None = None) -> ServedVersion:
         """The version answering for `name` (or exactly `version`); 404/503 with a reason."""
         served = self._live.get(name)
+        candidate = self._candidates.get(name)
+        if candidate is not None and version == candidate.version:
+            return candidate  # asked for by number: answered by it, outside the rollout's split
         if served is None:
             versions = artifacts.list_versions(self.models_dir, name)
             if not versions:
@@ -122,6 +129,18 @@ class ModelRepository:
 
     def live_models(self) -> list[ServedVersion]:
         return [self._live[name] for name in sorted(self._live)]
+
+    def router(self, name: str) -> Router | None:
+        """The running rollout's router for `name` in this worker, if any."""
+        return self._routers.get(name)
+
+    def routers(self) -> list[Router]:
+        return list(self._routers.values())
+
+    @property
+    def desired(self) -> DesiredState:
+        """The desired state as this worker last read it."""
+        return self._desired
 
     @property
     def ready(self) -> bool:
@@ -179,6 +198,7 @@ class ModelRepository:
         self._require_known(name)
         async with self.state.model_lock(name, CONVERGE_TIMEOUT_S):
             self._refresh()
+            self._refuse_during_rollout(name, "load")
             wish = self._desired.models.get(name) or ModelWish()
             pin = version if version is not None else wish.pin
             target = self._resolve(name, pin)
@@ -217,6 +237,7 @@ class ModelRepository:
         self._require_known(name)
         async with self.state.model_lock(name, CONVERGE_TIMEOUT_S):
             self._refresh()
+            self._refuse_during_rollout(name, "unload")
             wish = self._desired.models.get(name) or ModelWish()
 
             def record(state: DesiredState) -> None:
@@ -289,9 +310,11 @@ class ModelRepository:
     async def close(self) -> None:
         await self.background.stop()
         self.state.withdraw()
-        for served in list(self._live.values()):
+        for served in [*self._live.values(), *self._candidates.values()]:
             await served.batcher.drain()
         self._live.clear()
+        self._candidates.clear()
+        self._routers.clear()
         self._loader.shutdown(wait=False)
         self._compute.shutdown(wait=False)
 
@@ -303,6 +326,18 @@ class ModelRepository:
     def _unloaded(self, name: str) -> bool:
         wish = self._desired.models.get(name)
         return wish is not None and wish.unloaded
+
+    def _refuse_during_rollout(self, name: str, verb: str) -> None:
+        record = self._desired.running_rollout(name)
+        if record is not None:
+            raise ConflictError(
+                f"a rollout of {name} (version {record.candidate} beside {record.serving}) is "
+                f"running: promote or abort it before a {verb}"
+            )
+
+    def require_known(self, name: str) -> None:
+        """404 unless `name` is served or has versions on disk."""
+        self._require_known(name)
 
     def _require_known(self, name: str) -> None:
         # Checked before any file is named after `name`: it comes from a URL.
@@ -318,6 +353,9 @@ class ModelRepository:
         live = self._live.get(name)
         if live is not None and live.version == version:
             return State.READY, ""
+        candidate = self._candidates.get(name)
+        if candidate is not None and candidate.version == version:
+            return State.READY, "rollout candidate"
         shared = self._desired.failures.get(f"{name}/{version}")
         local = self._status.get((name, version))
         if shared is not None:
@@ -347,6 +385,38 @@ class ModelRepository:
         stamp = self.state.stamp()
         self._desired = self.state.read()
         self._stamp = stamp
+
+    async def change(self, mutate: Callable[[DesiredState], None]) -> int:
+        """Write a change to the desired state, apply it here, return its generation (every
+        other worker applies it within a sync interval)."""
+        return await self._change(mutate)
+
+    async def converge(
+        self,
+        generation: int,
+        expect: tuple[str, int | None] | None = None,
+        candidate: int | None = None,
+    ) -> None:
+        """Wait until every live worker has applied `generation` (and serves `expect`, with
+        `candidate` beside it)."""
+        await self._converge(generation, expect, candidate)
+
+    def refresh(self) -> None:
+        """Read the desired state again now."""
+        self._refresh()
+
+    async def load_candidate(self, name: str, version: int) -> ServedVersion:
+        """Load `version` of `name` in this worker beside the serving one (LoadFailedError with
+        the reason if it cannot be served; the serving version is untouched either way)."""
+        async with self._lock(name):
+            current = self._candidates.get(name)
+            if current is not None and current.version == version:
+                return current
+            served = await self._build(name, version, candidate=True)
+            if current is not None:
+                self._retire(current)
+            self._candidates[name] = served
+            return served
 
     async def _change(self, mutate: Callable[[DesiredState], None]) -> int:
         """Write a change to the desired state, apply it here, return its generation."""
@@ -381,17 +451,51 @@ class ModelRepository:
                     self._errors.pop(name, None)
                 except LoadFailedError:
                     self._errors[name] = self._status[(name, target)].reason
+            await self._reconcile_rollouts(desired)
             self._applied = desired.generation
             self._publish()
 
     def _publish(self) -> None:
         """Report what this worker serves, for the workers answering repository calls."""
         serving = {n: s.version for n, s in sorted(self._live.items())}
-        status = WorkerStatus(self.state.worker, self._applied, serving, dict(self._errors))
+        candidates = {n: s.version for n, s in sorted(self._candidates.items())}
+        status = WorkerStatus(self.state.worker, self._applied, serving, dict(self._errors),
+                              candidates)  # fmt: skip
         self.state.publish(status)
 
+    async def _reconcile_rollouts(self, desired: DesiredState) -> None:
+        """Load each running rollout's candidate beside its serving version, with a router;
+        drop candidates and routers whose rollout ended (promoted ones were swapped in)."""
+        for name in sorted(set(self._candidates) | set(desired.rollouts)):
+            record = desired.running_rollout(name)
+            router = self._routers.get(name)
+            if record is None or name not in self._live:
+                self._end_rollout_here(name)
+                continue
+            if router is not None and router.record.id == record.id:
+                continue
+            try:
+                candidate = await self.load_candidate(name, record.candidate)
+            except LoadFailedError as error:
+                self._errors[name] = error.message
+                self._end_rollout_here(name)
+                continue
+            serving = self._live[name]
+            self._routers[name] = Router(record, serving.manifest.task, serving, candidate)
+
+    def _end_rollout_here(self, name: str) -> None:
+        router = self._routers.pop(name, None)
+        if router is not None:
+            router.close()
+        candidate = self._candidates.pop(name, None)
+        if candidate is not None and self._live.get(name) is not candidate:
+            self._retire(candidate)
+
     async def _converge(
-        self, generation: int, expect: tuple[str, int | None] | None = None
+        self,
+        generation: int,
+        expect: tuple[str, int | None] | None = None,
+        candidate: int | None = None,
     ) -> None:
         """Wait until every live worker has reconciled to `generation`; with `expect`
         (model, version or None), check that each serves that version of that model."""
@@ -412,10 +516,16 @@ class ModelRepository:
         if expect is None:
             return
         name, version = expect
-        wrong = [w for w in workers if w.serving.get(name) != version]
+        wrong = [
+            w
+            for w in workers
+            if w.serving.get(name) != version
+            or (candidate is not None and w.candidates.get(name) != candidate)
+        ]
         if wrong:
             reasons = "; ".join(
                 f"{w.worker} serves {w.serving.get(name, 'nothing')}"
+                + (f" beside {w.candidates.get(name, 'no candidate')}" if candidate else "")
                 + (f" because {w.errors[name]}" if name in w.errors else "")
                 for w in wrong
             )
@@ -426,6 +536,12 @@ class ModelRepository:
             current = self._live.get(name)
             if current is not None and current.version == version:
                 return current
+            candidate = self._candidates.get(name)
+            if candidate is not None and candidate.version == version:
+                # A promoted candidate: loaded and warm already, so only the swap is left.
+                self._swap(candidate)
+                self._end_rollout_here(name)
+                return candidate
             return await self._load_version(name, version)
 
     async def _unload_here(self, name: str) -> None:
@@ -437,6 +553,12 @@ class ModelRepository:
                 log.info("unloaded %s version %s", name, served.version)
 
     async def _load_version(self, name: str, version: int) -> ServedVersion:
+        served = await self._build(name, version)
+        self._swap(served)
+        return served
+
+    async def _build(self, name: str, version: int, candidate: bool = False) -> ServedVersion:
+        """Load, check and warm one version with its own batcher; LoadFailedError if it cannot."""
         folder = artifacts.version_dir(self.models_dir, name, version)
         self._status[(name, version)] = _Status(State.LOADING)
         log.info("loading %s version %s", name, version)
@@ -465,9 +587,18 @@ class ModelRepository:
             batch_delay_s=self.settings.batch_delay_ms / 1000,
             admission_wait_s=self.settings.admission_wait_s,
             on_batch=_batch_observer(name),
-            on_queue_change=metrics.QUEUE_DEPTH.labels(name).set,
+            # One gauge per model: the serving version's queue (a candidate's is counted by the
+            # rollout's metrics instead).
+            on_queue_change=None if candidate else metrics.QUEUE_DEPTH.labels(name).set,
         )
         served = ServedVersion(name, version, folder, manifest, codec, batcher)
+        if candidate:
+            self._status[(name, version)] = _Status(State.READY)
+            log.info("loaded %s version %s as a rollout candidate", name, version)
+        return served
+
+    def _swap(self, served: ServedVersion) -> None:
+        name, version = served.name, served.version
         previous = self._live.get(name)
         self._live[name] = served  # the atomic swap: new requests now resolve to this version
         self._status[(name, version)] = _Status(State.READY)
@@ -476,7 +607,6 @@ class ModelRepository:
             metrics.MODEL_INFO.labels(name, str(previous.version)).set(0)
             self._retire(previous)
         log.info("serving %s version %s", name, version)
-        return served
 
     def _read_and_compile(self, folder: Path) -> tuple[Manifest, Codec, Any]:
         manifest = artifacts.read_manifest(folder)

@@ -21,17 +21,20 @@ from starlette.types import ASGIApp
 
 from service.dataplane.plane import DataPlane
 from service.errors import DlwpError
+from service.feedback.recorder import FLUSH_S, Recorder
 from service.model.runtime import configure_backend, configure_threads
 from service.observability import metrics
 from service.observability.logs import configure_logging
 from service.protocols.schemas import with_error_bodies
 from service.protocols.v2 import SERVER_VERSION
 from service.repository.repository import ModelRepository
+from service.repository.rollout import PUBLISH_S, Rollouts
 from service.rest.control import ControlGuard
 from service.rest.hotpath import HotRoutes, response_for_error
 from service.rest.http import error_response
 from service.rest.middleware import BodyLimitMiddleware, RequestMiddleware
 from service.rest.routes import explain as explain_routes
+from service.rest.routes import feedback as feedback_routes
 from service.rest.routes import page as page_routes
 from service.rest.routes import repository as repository_routes
 from service.rest.routes import tasks, tfserving, v2
@@ -69,6 +72,8 @@ def create_api(settings: Settings, fronts: Sequence[Front] = ()) -> FastAPI:
     configure_threads(settings.compute_threads)
     configure_logging(settings.log_level)
     repository = ModelRepository(settings)
+    recorder = Recorder(settings, repository.state.folder)
+    rollouts = Rollouts(repository, recorder.rollout_labels)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +81,7 @@ def create_api(settings: Settings, fronts: Sequence[Front] = ()) -> FastAPI:
         # Loading before start-up completes keeps this worker off the shared socket until its
         # models are warm, so with several workers no request reaches one that is still loading.
         await repository.load_all()
+        await recorder.start()
         log.info("ready: serving %s", ", ".join(
             f"{s.name}/{s.version}" for s in repository.live_models()) or "nothing")  # fmt: skip
         # Everything allocated so far (TensorFlow, the models) lives as long as the process: move
@@ -86,11 +92,15 @@ def create_api(settings: Settings, fronts: Sequence[Front] = ()) -> FastAPI:
         for front in fronts:
             await beside.enter_async_context(front(app.state.plane, settings))
         repository.start_background()
+        repository.background.start("rollouts", rollouts.step, PUBLISH_S)  # counts, gates
+        repository.background.start("feedback", recorder.step, FLUSH_S)  # answers kept
         try:
             yield
         finally:
             await beside.aclose()
+            rollouts.publish(force=True)  # what this worker saw still counts once it is gone
             await repository.close()
+            await recorder.close()
 
     app = FastAPI(
         title="dlwp-serving",
@@ -101,12 +111,15 @@ def create_api(settings: Settings, fronts: Sequence[Front] = ()) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.plane = DataPlane(repository, settings)
+    app.state.plane = DataPlane(repository, settings, recorder)
+    app.state.rollouts = rollouts
+    app.state.recorder = recorder
     app.include_router(tasks.router)
     app.include_router(v2.router)
     app.include_router(explain_routes.router)  # before tfserving: its /{target} takes any verb
     app.include_router(tfserving.router)
     app.include_router(repository_routes.router)
+    app.include_router(feedback_routes.router)
     app.include_router(page_routes.router)
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["metrics"],
                       summary="Prometheus metrics (text format)",

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from service.dataplane.plane import DataPlane
+from service.dataplane.plane import ROLLOUT_KEY, DataPlane
 from service.protocols.schemas import MODEL_NAME, MODEL_VERSION
 from service.protocols.versions import parse_version
 from service.repository.repository import ModelRepository, ServedVersion
+from service.repository.rollout import Rollouts as RolloutControl
 from service.rest.middleware import MODEL_KEY
 from service.settings import Settings
 
@@ -24,7 +25,7 @@ def resolve(request: Request, model: str, version: int | None = None) -> ServedV
 
     Call the plane's `run` right after it, with no `await` in between.
     """
-    served = plane_of(request).resolve(model, version)
+    served = plane_of(request).resolve(model, version, request.headers.get(ROLLOUT_KEY))
     request.scope[MODEL_KEY] = served.name
     return served
 
@@ -45,6 +46,11 @@ def get_repository(request: Request) -> ModelRepository:
     return repository
 
 
+def get_rollouts(request: Request) -> RolloutControl:
+    rollouts: RolloutControl = request.app.state.rollouts
+    return rollouts
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -52,3 +58,4 @@ def get_settings(request: Request) -> Settings:
 
 Repository = Annotated[ModelRepository, Depends(get_repository)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+Rollouts = Annotated[RolloutControl, Depends(get_rollouts)]

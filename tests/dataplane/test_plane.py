@@ -24,10 +24,14 @@ LIMITS = Limits(max_items=64, max_text_chars=10_000, max_image_pixels=784)
 
 
 class _Repository:
-    """The one thing the plane asks a repository: which version answers for a model."""
+    """What the plane asks a repository: which version answers for a model, and the router of
+    the model's running rollout (none here)."""
 
     def __init__(self, served: ServedVersion) -> None:
         self.served = served
+
+    def router(self, name: str) -> None:
+        return None
 
     def live(self, name: str, version: int | None = None) -> ServedVersion:
         if name != self.served.name or version not in (None, self.served.version):

@@ -145,11 +145,25 @@ def test_a_misspelt_field_is_caught():
 @pytest.mark.parametrize(
     ("file", "schema"),
     [("servingruntime.yaml", "servingruntime-v1alpha1.json"),
-     ("inferenceservice.yaml", "inferenceservice-v1beta1.json")],
+     ("inferenceservice.yaml", "inferenceservice-v1beta1.json"),
+     ("inferenceservice-canary.yaml", "inferenceservice-v1beta1.json")],
 )  # fmt: skip
 def test_kserve_objects_match_the_crd_schemas(file, schema):
     for obj in load(KSERVE / file):
         kserve_validator(schema).validate(obj)
+
+
+def test_kserve_canary_is_a_new_revision_of_the_same_service_with_a_share_of_traffic():
+    stable = load(KSERVE / "inferenceservice.yaml")[0]
+    canary = load(KSERVE / "inferenceservice-canary.yaml")[0]
+    predictor = canary["spec"]["predictor"]
+    env = {e["name"]: e["value"] for e in predictor["model"].get("env", [])}
+
+    assert canary["metadata"]["name"] == stable["metadata"]["name"], "the same service"
+    assert 0 < predictor["canaryTrafficPercent"] < 100
+    assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert predictor["model"]["runtime"] == stable["spec"]["predictor"]["model"]["runtime"]
+    assert "DLWP_MODEL_VERSIONS" in env, "the new revision names the version it serves"
 
 
 # ------------------------------------------------------------------------ what matters

@@ -138,3 +138,26 @@ def test_past_the_deadline_a_request_gets_deadline_exceeded():
             await batcher.drain()
 
     asyncio.run(main())
+
+
+def test_spare_work_runs_when_there_is_room_and_is_dropped_at_once_when_busy():
+    row = np.ones((1, 4), dtype=np.float32)
+
+    async def send(batcher):  # type: ignore[no-untyped-def]
+        alone = await batcher.predict_spare(lambda: row, 5, 1)
+        backlog = [asyncio.ensure_future(batcher.submit(np.ones((8, 4), np.float32), 5))
+                   for _ in range(40)]  # fmt: skip
+        await asyncio.sleep(0)  # queued: more than a batch waits
+        encoded: list[int] = []
+        started = time.perf_counter()
+        busy = await batcher.predict_spare(lambda: encoded.append(1) or row, 5, 1)
+        waited = time.perf_counter() - started
+        answered = await asyncio.gather(*backlog)
+        return alone, busy, waited, encoded, answered
+
+    (alone, busy, waited, encoded, answered), _ = run(send, max_batch_size=16)
+
+    np.testing.assert_allclose(alone, linear_model(row), rtol=1e-6)
+    assert busy is None and encoded == [], "dropped before any encoding"
+    assert waited < 0.01, "spare work never waits for room"
+    assert len(answered) == 40, "the client work is untouched"

@@ -40,7 +40,11 @@ pytestmark = [
 
 MADE_UP = "blorf zzyqx quemple frambulate snorgtastic wubbly"
 # Panels that stay empty while nothing goes wrong.
-QUIET_PANELS = {"Refused with 503 (queue full)", "Model load failures (last hour)"}
+QUIET_PANELS = {"Refused with 503 (queue full)", "Model load failures (last hour)",
+                # the rollout row: empty while no rollout runs and no label came back
+                "Rollout agreement", "Rollout predictions and errors per side",
+                "Rollout p99 latency per side", "Shadow rows dropped (busy)",
+                "Live accuracy by version (feedback)", "Rollout decisions (last day)"}  # fmt: skip
 
 
 class Prometheus:

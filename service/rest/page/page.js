@@ -306,6 +306,13 @@ async function listModels() {
         el("h3", { text: `${model.name} · version ${model.version}` }),
         el("p", { class: "note", text: model.task }),
         rows);
+      if (model.rollout) {
+        const r = model.rollout;
+        const agreement = r.agreement === null ? "not measured yet"
+          : `agreement ${(100 * r.agreement).toFixed(1)}% on ${r.compared}`;
+        card.append(el("p", { class: "note", "data-rollout": r.mode,
+          text: `Rollout: ${r.mode} of version ${r.candidate_version} (share ${r.share}), ${agreement}` }));
+      }
       if (model.history) {
         card.append(el("img", { src: model.history, loading: "lazy", width: "880", height: "320",
           alt: `Training and validation curves of ${model.name} version ${model.version}` }));

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from service.errors import ModelNotFoundError
 from service.protocols import schemas
 from service.protocols.versions import parse_version
-from service.rest.deps import Repository
+from service.rest.deps import Repository, Rollouts
 from service.rest.http import json_response
 
 router = APIRouter(tags=["page"])
@@ -68,9 +68,14 @@ async def docs() -> Response:
         "metrics": {"test_accuracy": 0.8836}, "book": {"test_accuracy": 0.885},
         "history": "/v1/models/imdb/versions/1/history.png"}]}}}}},
 )  # fmt: skip
-async def served_models(repository: Repository) -> Response:
+async def served_models(repository: Repository, rollouts: Rollouts) -> Response:
     models: list[dict[str, Any]] = []
     for served in repository.live_models():
+        rollout = None
+        if repository.desired.running_rollout(served.name) is not None:
+            status = await rollouts.status(served.name)
+            rollout = {key: status.get(key) for key in ("mode", "share", "candidate_version",
+                                                        "compared", "agreement")}  # fmt: skip
         manifest = served.manifest
         has_curves = (served.folder / "history.png").is_file()
         models.append(
@@ -83,6 +88,7 @@ async def served_models(repository: Repository) -> Response:
                 "history": f"/v1/models/{served.name}/versions/{served.version}/history.png"
                 if has_curves
                 else None,
+                "rollout": rollout,  # a running rollout's candidate and agreement, if any
             }
         )
     return json_response({"models": models})

@@ -11,13 +11,13 @@ from service.errors import BadRequestError
 from service.protocols import schemas
 from service.protocols.versions import parse_version
 from service.repository.desired_state import Pin
-from service.rest.deps import Repository
-from service.rest.http import json_response, parse_json
+from service.rest.deps import Repository, Rollouts
+from service.rest.http import json_response, parse_json, read_json
 
 # Every route here but the index is repository control: `service.rest.control` guards it by
 # its path (cross-site requests, control off beyond loopback without a key, the API key).
 router = APIRouter(prefix="/v2/repository", tags=["model repository"])
-_ERRORS = schemas.error_responses(400, 401, 403, 404, 413, 503)
+_ERRORS = schemas.error_responses(400, 401, 403, 404, 409, 413, 503)
 _NAME = "$response.body#/0/name"
 _LOAD_BODY = {
     "required": False,
@@ -115,6 +115,70 @@ async def load(name: str, request: Request, repository: Repository) -> Response:
 async def unload(name: str, repository: Repository) -> Response:
     await repository.unload(name)
     return json_response({"name": name, "state": "UNAVAILABLE"})
+
+
+_ROLLOUT_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": schemas.RolloutStatus,
+        "links": {"status": schemas.link("rollout_status", name="$request.path.name")},
+    }
+}
+_ROLLOUT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": schemas.inline(schemas.RolloutRequest),
+                "example": {"version": 2, "mode": "shadow", "share": 1.0},
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/models/{name}/rollout",
+    summary="Start a rollout: a candidate version beside the serving one (shadow or canary), "
+    "decided by its gate; returns once every worker serves both",
+    operation_id="rollout_start",
+    openapi_extra=_ROLLOUT_BODY,
+    responses={
+        **_ROLLOUT_ANSWER,
+        **schemas.error_responses(400, 401, 403, 404, 409, 413, 415, 503),
+    },
+)
+async def rollout_start(name: str, request: Request, rollouts: Rollouts) -> Response:
+    return json_response(await rollouts.start(name, await read_json(request)))
+
+
+@router.get(
+    "/models/{name}/rollout",
+    summary="The model's rollout (running, or how the last one ended) with its live comparison",
+    operation_id="rollout_status",
+    responses={**_ROLLOUT_ANSWER, **schemas.error_responses(404, 503)},
+)
+async def rollout_status(name: str, rollouts: Rollouts) -> Response:
+    return json_response(await rollouts.status(name))
+
+
+@router.post(
+    "/models/{name}/rollout/promote",
+    summary="Promote the running rollout's candidate on every worker now",
+    operation_id="rollout_promote",
+    responses={**_ROLLOUT_ANSWER, **schemas.error_responses(401, 403, 404, 409, 413, 503)},
+)
+async def rollout_promote(name: str, rollouts: Rollouts) -> Response:
+    return json_response(await rollouts.promote(name))
+
+
+@router.post(
+    "/models/{name}/rollout/abort",
+    summary="Abort the running rollout: the serving version keeps serving everywhere",
+    operation_id="rollout_abort",
+    responses={**_ROLLOUT_ANSWER, **schemas.error_responses(401, 403, 404, 409, 413, 503)},
+)
+async def rollout_abort(name: str, rollouts: Rollouts) -> Response:
+    return json_response(await rollouts.abort(name))
 
 
 async def _requested_version(request: Request) -> Pin | None:
