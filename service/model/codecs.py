@@ -78,7 +78,7 @@ class DigitsCodec(Codec):
         array = _numeric(values, "pixel values")
         if array.ndim == 1 or array.shape == (preprocessing.MNIST_SIDE, preprocessing.MNIST_SIDE):
             array = array.reshape(1, -1)
-        rows = preprocessing.pixel_batch_to_rows(array)
+        rows = preprocessing.pixel_tensor_to_rows(array)
         self.check_count(len(rows))
         return Encoded(rows)
 

@@ -204,3 +204,28 @@ def test_standardize_uses_the_stored_training_statistics():
     out = pp.standardize(np.array([[3.0, 10.0]]), mean=[1.0, 10.0], std=[2.0, 5.0])
 
     assert out.tolist() == [[1.0, 0.0]]
+
+
+@needs_datasets
+def test_a_batch_of_pictures_reads_as_each_picture_normalised_alone(data_dir):
+    # Pictures already in MNIST's form skip the per-picture work: the answer must not change.
+    with np.load(data_dir / "mnist.npz") as arrays:
+        digits = arrays["x_test"][:300].astype(np.float32)
+    rng = np.random.default_rng(0)
+    moved = np.stack([np.roll(d, int(rng.integers(-3, 4)), axis=int(rng.integers(0, 2)))
+                      for d in digits[:100]])  # fmt: skip
+    pictures = np.concatenate([digits, moved, 255 - digits[:50], np.zeros((1, 28, 28))])
+
+    together = pp.pixel_batch_to_rows(pictures)
+
+    alone = np.stack([pp.normalise_digit(p).reshape(784) / 255 for p in pictures])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+
+
+def test_a_tensor_is_the_model_input_scaled_not_reshaped():
+    digit = np.zeros((28, 28))
+    digit[1:11, 1:4] = 255  # off-centre: the task endpoint would centre it, a tensor is as sent
+
+    np.testing.assert_array_equal(pp.pixel_tensor_to_rows(digit[None]), digit.reshape(1, 784) / 255)
+    with pytest.raises(InvalidInputError, match="0–255"):
+        pp.pixel_tensor_to_rows(np.full((1, 784), 300.0))
