@@ -117,10 +117,12 @@ class Settings(BaseSettings):
     )
 
     # Rollouts and feedback (issue 21)
-    feedback: bool = Field(
-        True,
-        description="Keep each answer for a while, so POST /v1/feedback can label it later "
-        "(live accuracy per version, examples to retrain on).",
+    feedback: bool | None = Field(
+        None,
+        description="Keep answers for a while, so POST /v1/feedback can label them later: true "
+        "keeps every answer (labels to retrain on), false none; unset keeps the answers given "
+        "while the model has a rollout running (live accuracy per version for its gate), so a "
+        "server with no rollout pays nothing. Keeping inputs implies keeping every answer.",
     )
     feedback_db: str | None = Field(
         None,

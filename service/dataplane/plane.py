@@ -127,7 +127,7 @@ class DataPlane:
         if router is not None and role is not None:
             router.observed(role, time.perf_counter() - started, len(outputs))
             self._compare(router, role, work, encoded, outputs)
-        elif observe and self.recorder is not None and self.recorder.enabled:
+        elif observe and self.recorder is not None and self.recorder.keeps_every_answer:
             self.recorder.add(Served(
                 REQUEST_ID.get() or "", served.name, served.manifest.task, "serving", None,
                 {"serving": served.version}, {"serving": served.codec}, {"serving": outputs},

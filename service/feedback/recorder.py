@@ -119,7 +119,12 @@ def keepable_inputs(
 
 class Recorder:
     def __init__(self, settings: Settings, state_dir: Any) -> None:
-        self.enabled = settings.feedback
+        self.enabled = settings.feedback is not False
+        # Writing every answer costs the serving path about a tenth of its throughput (the
+        # writer thread contends with the event loop), so by default only rollouts pay for it.
+        self.keeps_every_answer = self.enabled and (
+            settings.feedback is True or settings.feedback_keep_inputs
+        )
         self.keep_inputs = settings.feedback_keep_inputs
         self._settings = settings
         self._state_dir = state_dir
@@ -186,6 +191,9 @@ class Recorder:
         answer = await self._find(request_id, item)
         window = (f"answers are kept for {self._settings.feedback_max_age_s:g} s, the newest "
                   f"{self._settings.feedback_max_answers} at most")  # fmt: skip
+        if not self.keeps_every_answer:
+            window += ("; only answers given during a rollout are kept (DLWP_FEEDBACK=true keeps "
+                       "every answer)")  # fmt: skip
         if answer is None or answer.created < time.time() - self._settings.feedback_max_age_s:
             raise ModelNotFoundError(f"unknown or expired request id {request_id!r} (item "
                                      f"{item}); {window}")  # fmt: skip

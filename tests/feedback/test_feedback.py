@@ -69,7 +69,7 @@ def test_feedback_counts_toward_each_versions_live_accuracy_in_a_rollout(repo):
 
 
 def test_feedback_outside_a_rollout_and_its_bad_requests(repo):
-    with make_client(models_dir=repo) as client:
+    with make_client(models_dir=repo, feedback=True) as client:
         ask(client, "/v1/sentiment", {"text": REVIEWS["awful"]}, "review-1")
         ask(client, "/v1/housing", {"features": HOUSE}, "house-1")
         right = label(client, request_id="review-1", label="negative")
@@ -89,8 +89,17 @@ def test_feedback_outside_a_rollout_and_its_bad_requests(repo):
     assert not_json.status_code == 415
 
 
-def test_inputs_are_kept_only_when_asked(repo):
+def test_by_default_answers_are_kept_only_during_a_rollout(repo):
     with make_client(models_dir=repo) as client:
+        ask(client, "/v1/sentiment", {"text": REVIEWS["awful"]}, "no-rollout-1")
+        answer = label(client, request_id="no-rollout-1", label="negative")
+
+    assert answer.status_code == 404
+    assert "only answers given during a rollout" in answer.json()["error"]
+
+
+def test_inputs_are_kept_only_when_asked(repo):
+    with make_client(models_dir=repo, feedback=True) as client:
         ask(client, "/v1/sentiment", {"text": REVIEWS["great"]}, "private-1")
         label(client, request_id="private-1", label="positive")
     out = repo.parent / "reviews.jsonl"
