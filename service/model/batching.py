@@ -129,6 +129,12 @@ class Batcher:
         """A batch or more is waiting, or requests wait for room: no time for spare work."""
         return self._queued_rows + self._reserved_rows >= self.max_batch_size or bool(self._waiters)
 
+    @property
+    def occupied(self) -> bool:
+        """The model is computing a batch or rows wait for it: spare work run now (another
+        version's shadow batch, on the same cores) would delay answers."""
+        return not self.idle
+
     async def predict_spare(
         self, encode: Callable[[], np.ndarray], timeout_s: float, count: int
     ) -> np.ndarray | None:

@@ -121,6 +121,12 @@ class Router:
         self._series[role].fail(rows)
         self.dirty = True
 
+    def _drop(self, role: str, rows: int) -> None:
+        """`role`'s shadow work for `rows` rows was dropped (the server had no room for it)."""
+        self.stats.shadow_dropped += rows
+        self._series[role].dropped.inc(rows)
+        self.dirty = True
+
     def answered(
         self,
         role: str,
@@ -135,6 +141,11 @@ class Router:
         and there is room for it), off the answer's path. `rows`: the answer's encoded rows,
         reused by the shadow when both versions encode alike."""
         if not shadow:
+            if done is not None:
+                done(*((outputs, None) if role == "serving" else (None, outputs)))
+            return
+        if self.sides[role].batcher.occupied:  # dropped at once, without a task to say so
+            self._drop(OTHER[role], len(outputs))
             if done is not None:
                 done(*((outputs, None) if role == "serving" else (None, outputs)))
             return
@@ -159,24 +170,22 @@ class Router:
         started = time.perf_counter()
         outputs: np.ndarray | None = None
         try:
-            busy = self.sides[OTHER[role]].batcher.busy
+            # Only while the answering side is idle: a shadow batch computed beside its work takes
+            # the same cores, and at saturation would grow every answer's latency.
+            busy = self.sides[OTHER[role]].batcher.occupied
             if not busy:
                 outputs = await side.batcher.predict_spare(
                     lambda: encode(side.codec), timeout_s, rows
                 )
             if outputs is None:
-                self.stats.shadow_dropped += rows
-                self._series[role].dropped.inc(rows)
-                self.dirty = True
+                self._drop(role, rows)
         except Exception as error:
             if counts_as_failure(error):
                 log.warning("%s version %s (%s) failed a shadow prediction: %s", side.name,
                             side.version, role, error)  # fmt: skip
                 self.failed(role, rows)
             else:
-                self.stats.shadow_dropped += rows
-                self._series[role].dropped.inc(rows)
-                self.dirty = True
+                self._drop(role, rows)
         if outputs is not None:
             self.observed(role, time.perf_counter() - started, rows)
             serving, candidate = (answer, outputs) if role == "candidate" else (outputs, answer)
