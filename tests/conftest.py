@@ -66,8 +66,10 @@ def client() -> Iterator[TestClient]:
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
-    """A real uvicorn server process on the committed models."""
-    process = ServerProcess({"DLWP_MODELS_DIR": str(COMMITTED_MODELS)}).wait_ready()
+    """A real server process on the committed models, keeping every answer for feedback (as
+    docs/rollouts.md starts it for its examples)."""
+    process = ServerProcess({"DLWP_MODELS_DIR": str(COMMITTED_MODELS),
+                             "DLWP_FEEDBACK": "true"}).wait_ready()  # fmt: skip
     yield process
     process.stop()
 
