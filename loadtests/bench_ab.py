@@ -13,58 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from loadtests.harness import run_wrk, scenarios, wrk_script  # noqa: E402
-from tests.support.servers import free_port, pinned  # noqa: E402
+from tests.support.servers import ServerProcess  # noqa: E402
 
 
-@dataclass
-class Side:
-    """One server under test: a source tree served on a free port, pinned to core 0."""
-
-    name: str
-    tree: Path
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def start(name: str, tree: Path, log_dir: Path) -> Side:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree), "DLWP_POLL_SECONDS": "0", "DLWP_GRPC_PORT": "0",
-           "DLWP_LOG_LEVEL": "warning", "DLWP_MODELS_DIR": str(REPO / "models"),
-           "DLWP_STATE_DIR": tempfile.mkdtemp(prefix=f"dlwp-ab-{name}-")}  # fmt: skip
-    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
-    log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(pinned(command, 0), cwd=tree, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)  # fmt: skip
-    side = Side(name, tree, port, process)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{side.url}/v2/health/ready", timeout=2).status_code == 200:
-                return side
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{name} did not become ready; see {log_dir / (name + '.log')}")
+def start(name: str, tree: Path, log_dir: Path) -> ServerProcess:
+    """`tree`'s server on this repository's models, pinned to core 0, quiet, no gRPC."""
+    env = {"DLWP_GRPC_PORT": "0", "DLWP_LOG_LEVEL": "warning"}
+    server = ServerProcess(env, name=name, log_dir=log_dir, core=0, source=tree)
+    return server.wait_ready(180)
 
 
 @dataclass
@@ -115,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base_tree),
                     args.base], check=True, capture_output=True)  # fmt: skip
     rows: list[Row] = []
-    sides: list[Side] = []
+    sides: list[ServerProcess] = []
     try:
         sides = [start("base", base_tree, scratch), start("head", REPO, scratch)]
         known = scenarios()
@@ -141,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
     finally:
         for side in sides:
-            side.process.terminate()
-            side.process.wait(timeout=30)
+            side.stop()
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base_tree)],
                        check=False, capture_output=True)  # fmt: skip
     table = markdown(rows, args.base, args.rounds, args.seconds)

@@ -69,7 +69,7 @@ class Codec:
 class DigitsCodec(Codec):
     def encode_pixels(self, images: Sequence[Any]) -> Encoded:
         self.check_count(len(images))
-        return Encoded(np.concatenate([preprocessing.pixels_to_rows(image) for image in images]))
+        return Encoded(preprocessing.pictures_to_rows(images))
 
     def encode_image(self, data: bytes) -> Encoded:
         return Encoded(preprocessing.image_bytes_to_rows(data, self.limits.max_image_pixels))

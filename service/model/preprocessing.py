@@ -134,6 +134,19 @@ def sequence_to_text(sequence: Sequence[int], index_word: Mapping[int, str]) -> 
 
 def pixels_to_rows(pixels: Any) -> np.ndarray:
     """One 28×28 (or flat 784) picture of 0–255 grey values → a (1, 784) MNIST-normalised row."""
+    return pictures_to_rows([pixels])
+
+
+def pictures_to_rows(pictures: Sequence[Any]) -> np.ndarray:
+    """28×28 (or flat 784) pictures of 0–255 grey values → (n, 784) MNIST-normalised rows, all
+    normalised in one `pixel_batch_to_rows` pass."""
+    if not pictures:
+        raise InvalidInputError("expected at least one picture")
+    return pixel_batch_to_rows(np.stack([_picture(pixels) for pixels in pictures]))
+
+
+def _picture(pixels: Any) -> np.ndarray:
+    """One picture's grey values as a flat (784,) array; what is wrong with it otherwise."""
     try:
         array = np.asarray(pixels, dtype=np.float32)
     except (TypeError, ValueError) as error:
@@ -144,7 +157,7 @@ def pixels_to_rows(pixels: Any) -> np.ndarray:
         raise InvalidInputError(
             f"expected 784 pixel values or a 28×28 array, got shape {list(array.shape)}"
         )
-    return pixel_batch_to_rows(array.reshape(1, MNIST_PIXELS))
+    return array.reshape(MNIST_PIXELS)
 
 
 def pixel_tensor_to_rows(batch: np.ndarray) -> np.ndarray:

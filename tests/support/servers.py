@@ -50,7 +50,10 @@ class ServerProcess:
         core: int | None = None,
         echo: bool = False,
         python: str = sys.executable,
+        source: Path = REPO,
     ) -> None:
+        """`source`: the source tree to serve (another checkout, e.g. an earlier commit's
+        worktree for an A/B); it serves this repository's models unless env says otherwise."""
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,6 +64,8 @@ class ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "DLWP_POLL_SECONDS": "0", "DLWP_GRPC_PORT": str(self.grpc_port),
                     **(env or {})}  # fmt: skip
+        if source != REPO:
+            full_env["PYTHONPATH"] = str(source)
         models = Path(full_env.get("DLWP_MODELS_DIR") or REPO / "models").resolve()
         if "DLWP_STATE_DIR" not in full_env and models == (REPO / "models").resolve():
             # Serving the committed models: their desired state goes to a temp folder, so tests
@@ -70,7 +75,7 @@ class ServerProcess:
                    "--workers", str(workers)]  # fmt: skip
         if echo:
             command = [sys.executable, str(REPO / "loadtests" / "echo_server.py"), str(self.port)]
-        self.process = subprocess.Popen(pinned(command, core), env=full_env, cwd=REPO,
+        self.process = subprocess.Popen(pinned(command, core), env=full_env, cwd=source,
                                         stdout=self._log, stderr=subprocess.STDOUT)  # fmt: skip
 
     def wait_ready(self, timeout_s: float = 120) -> ServerProcess:
