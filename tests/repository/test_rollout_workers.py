@@ -68,6 +68,11 @@ def test_a_rollout_survives_a_killed_worker_and_is_decided_once(tmp_path):
         while final["state"] == "running" and time.monotonic() < deadline:
             ask(server, 20)
             final = httpx.get(f"{url}/rollout").json()
+        # The gate's decision is written once; each worker applies it at its next look at the
+        # desired state, so the other worker follows a moment later.
+        if final["state"] == "promoted":
+            wait_until(lambda: [w["serving"] for w in workers(tmp_path, victim)]
+                       == [{"housing": 2}] * 2, timeout_s=30)  # fmt: skip
         metrics = httpx.get(f"{server.url}/metrics").text
         serving = [w["serving"] for w in workers(tmp_path, victim)]
     finally:
