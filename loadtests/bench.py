@@ -131,7 +131,9 @@ page, not absolute figures across machines. "÷ unbatched" is the batched server
 same server with batching off (`DLWP_MAX_BATCH_SIZE=1`); "÷ echo" is its rate over the echo
 ceiling, uvicorn with a bare Starlette route that parses the same body with orjson into numpy and
 answers a constant (`loadtests/echo_server.py`): the fastest a Python server could answer. On the
-overload rows, "ratio" is the rate served far past capacity over the rate at capacity.
+overload rows, "ratio" is the rate served far past capacity over the rate at capacity. "Rollout
+cost" runs the same server with and without a shadow rollout (a copy of the serving MNIST version
+computing every request beside it): "÷ none" is the ratio to the server with no rollout.
 
 What limits the figures: once requests are batched, the model call is not the bottleneck (the
 compute ceiling is far above any served rate); parsing JSON and HTTP on the server's one core
@@ -263,12 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         monitoring = bench_signals.compare(scratch, seconds, rounds)
         report["monitoring"] = [asdict(p) for p in monitoring]
         table += bench_signals.markdown(monitoring)
+        from loadtests import bench_rollout  # what a shadow rollout costs, overload included
+
+        rollout = bench_rollout.compare(scratch, seconds, rounds)
+        report["rollout"] = asdict(rollout)
+        table += bench_rollout.markdown(rollout)
         sections = {"Endpoints": markdown(points, compute),
                     "Footprint": bench_footprint.markdown(footprint),
                     "Explanations": bench_explain.markdown(explain_cost),
                     "gRPC": bench_grpc.markdown(grpc_points) if grpc_points else "",
                     "Overload": bench_overload.markdown(overload) if overload else "",
-                    "Monitoring cost": bench_signals.markdown(monitoring)}  # fmt: skip
+                    "Monitoring cost": bench_signals.markdown(monitoring),
+                    "Rollout cost": bench_rollout.markdown(rollout)}  # fmt: skip
         command = " ".join(["python loadtests/bench.py", *(sys.argv[1:] if argv is None else argv)])
         DOCS_PAGE.write_text(docs_page(sections, command.strip()))
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")

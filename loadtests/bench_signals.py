@@ -174,7 +174,8 @@ def baselines(models_dir: Path = REPO / "models") -> dict[str, Any]:
     for name, texts in (("imdb", payloads.reviews(25_000)), ("reuters", payloads.wires(10_000))):
         codec, predict = load(name)
         assert isinstance(codec, codecs.TextCodec)
-        rows, ratios = codec.encode_texts(texts)
+        encoded = codec.encode_texts(texts)
+        rows, ratios = encoded.rows, encoded.oov_ratios
         assert ratios is not None
         top, confidence = signals.top_class(run(predict, rows), sigmoid=name == "imdb")
         labels = codec.labels or []

@@ -135,7 +135,9 @@ class Settings(BaseSettings):
         "reviews can be personal data.",
     )
     feedback_max_answers: int = Field(
-        100_000, ge=1, description="Unlabelled answers kept at most (the oldest go first)."
+        100_000,
+        ge=1,
+        description="Unlabelled answers each worker keeps at most (the oldest go first).",
     )
     feedback_max_age_s: float = Field(
         86_400.0, gt=0, description="An answer can be labelled for this long (seconds)."

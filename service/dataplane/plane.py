@@ -138,31 +138,40 @@ class DataPlane:
     def _compare(
         self, router: Router, role: str, work: Work, encoded: Encoded, outputs: np.ndarray
     ) -> None:
-        """Hand a rollout's answer to its router: the other side computes it (if drawn), and
-        both answers are kept for feedback once in."""
-        recorder = self.recorder
-        done = None
-        if recorder is not None and recorder.enabled:
-            request_id = REQUEST_ID.get() or ""  # read now: the shadow finishes after the request
-            inputs = encoded if recorder.keep_inputs else None
-            sides = router.sides
-            created = time.time()
+        """Hand a rollout's answer to its router: the other side computes it (if drawn); once
+        both are in, the other side's outputs count in its version's signals and both answers
+        are kept for feedback."""
+        recorder = self.recorder if self.recorder is not None and self.recorder.enabled else None
+        signals = self.signals
+        sides = router.sides
+        other = OTHER[role]
+        shadow_inputs = [encoded if router.same_encoding else None]
 
-            def done(serving: np.ndarray | None, candidate: np.ndarray | None) -> None:
-                other = OTHER[role]
-                computed = {role: sides[role].version}
-                if (serving if other == "serving" else candidate) is not None:
-                    computed[other] = sides[other].version
-                recorder.add(Served(
-                    request_id, sides[role].name, router.task, role, router.record.id,
-                    computed,  # type: ignore[arg-type]
-                    {r: s.codec for r, s in sides.items()},
-                    {"serving": serving, "candidate": candidate}, inputs, created,
-                ))  # fmt: skip
+        def encode(codec: Codec) -> np.ndarray:
+            shadow_inputs[0] = own = work(codec)  # the shadow's own encoding, for its signals
+            return own.rows
 
-        router.answered(role, lambda codec: work(codec).rows, outputs,
-                        self.settings.request_timeout_s, router.shadows(role), done,
-                        encoded.rows)  # fmt: skip
+        request_id = REQUEST_ID.get() or ""  # read now: the shadow finishes after the request
+        created = time.time()
+
+        def done(serving: np.ndarray | None, candidate: np.ndarray | None) -> None:
+            shadow = serving if other == "serving" else candidate
+            if shadow is not None and signals is not None and shadow_inputs[0] is not None:
+                signals.observe(sides[other].name, sides[other].codec, shadow_inputs[0], shadow)
+            if recorder is None:
+                return
+            computed: dict[str, int | None] = {role: sides[role].version}
+            if shadow is not None:
+                computed[other] = sides[other].version
+            recorder.add(Served(
+                request_id, sides[role].name, router.task, role, router.record.id, computed,
+                {r: s.codec for r, s in sides.items()},
+                {"serving": serving, "candidate": candidate},
+                encoded if recorder.keep_inputs else None, created,
+            ))  # fmt: skip
+
+        router.answered(role, encode, outputs, self.settings.request_timeout_s,
+                        router.shadows(role), done, encoded.rows)  # fmt: skip
 
 
 def expect_codec(codec: Codec, kind: type[C]) -> C:

@@ -1,10 +1,12 @@
 """Where answers wait for their labels: one small interface, SQLite or PostgreSQL behind it.
 
-Each answered prediction is one row: the request id and item, the model, when, which side
+An answered prediction is one row once a label asks for it (until then it waits in the memory
+of the worker that gave it, recorder.py): the request id and item, the model, when, which side
 answered, each side's version and answer (a label in the answers' words, or a price), the input
-(only with DLWP_FEEDBACK_KEEP_INPUTS=true) and, once feedback arrives, the label. Rows without a
-label are kept for a bounded window (`max_answers` rows and `max_age_s` seconds, whichever is
+(only with DLWP_FEEDBACK_KEEP_INPUTS=true) and the label. Rows without a label (a label that was
+refused) are kept for a bounded window (`max_answers` rows and `max_age_s` seconds, whichever is
 reached first); labelled rows are the examples `dlwp feedback export` writes, and stay.
+`dlwp_wanted` holds the request ids labels are waiting for, until their answers are written.
 
 SQLite (the default): one file in the state folder, shared by the workers of one host (WAL
 journal, so readers never wait for the writer). PostgreSQL (`DLWP_FEEDBACK_DB=postgresql://…`,
@@ -15,6 +17,7 @@ Not thread-safe: a store is used from one thread (the recorder's, `recorder.py`)
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -44,9 +47,21 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS dlwp_answers_created ON dlwp_answers (created)",
     "CREATE INDEX IF NOT EXISTS dlwp_answers_rollout ON dlwp_answers (rollout)",
     "CREATE INDEX IF NOT EXISTS dlwp_answers_labelled ON dlwp_answers (model, labelled_at)",
+    # Answers a label is waiting for, asked of the workers that hold them (recorder.py).
+    """CREATE TABLE IF NOT EXISTS dlwp_wanted (
+        request_id TEXT PRIMARY KEY,
+        asked DOUBLE PRECISION NOT NULL
+    )""",
 )
-_COLUMNS = ("request_id", "item", "model", "created", "answered_by", "rollout", "serving_version",
-            "serving_answer", "candidate_version", "candidate_answer", "input")  # fmt: skip
+WANTED_FOR_S = 60.0  # a wanted row outlives its asker's wait (a crashed asker) this long at most
+# The columns an answer is written with, in a row's order, and their SQL types.
+_COLUMNS = {
+    "request_id": "TEXT", "item": "INTEGER", "model": "TEXT", "created": "DOUBLE PRECISION",
+    "answered_by": "TEXT", "rollout": "TEXT", "serving_version": "INTEGER",
+    "serving_answer": "TEXT", "candidate_version": "INTEGER", "candidate_answer": "TEXT",
+    "input": "TEXT",
+}  # fmt: skip
+COLUMNS = tuple(_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -71,11 +86,26 @@ class Answer:
 class FeedbackStore:
     """The answers table over a DB-API connection (sqlite3 or psycopg)."""
 
-    def __init__(self, connection: Any, placeholder: str, max_answers: int, max_age_s: float):
+    def __init__(
+        self, connection: Any, placeholder: str, max_answers: int, max_age_s: float, rows_of: str
+    ):
+        """`rows_of`: the table function that turns a JSON array parameter into one row per
+        element with its element in a column `value` (SQLite's json_each, PostgreSQL's
+        json_array_elements)."""
         self._db = connection
         self._p = placeholder
         self.max_answers = max_answers
         self.max_age_s = max_age_s
+        values = ", ".join(
+            f"CAST(value ->> {i} AS {kind})" for i, kind in enumerate(_COLUMNS.values())
+        )
+        updates = ", ".join(f"{c} = excluded.{c}" for c in list(_COLUMNS)[2:])
+        # WHERE true: SQLite's grammar needs it between a SELECT and ON CONFLICT.
+        self._insert = (
+            f"INSERT INTO dlwp_answers ({', '.join(_COLUMNS)}) SELECT {values} "
+            f"FROM {rows_of} WHERE true ON CONFLICT (request_id, item) "
+            f"DO UPDATE SET {updates}, label = NULL, labelled_at = NULL"
+        )
         for statement in _SCHEMA:
             self._execute(statement)
         self._db.commit()
@@ -88,20 +118,39 @@ class FeedbackStore:
         cursor.execute(self._sql(statement), tuple(parameters))
         return cursor
 
-    def record(self, answers: Sequence[Answer]) -> None:
-        """Add answers (a request id seen again replaces its earlier answer)."""
-        if not answers:
-            return
-        names = ", ".join(_COLUMNS)
-        marks = ", ".join("?" for _ in _COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
-        statement = self._sql(
-            f"INSERT INTO dlwp_answers ({names}) VALUES ({marks}) ON CONFLICT (request_id, item) "
-            f"DO UPDATE SET {updates}, label = NULL, labelled_at = NULL"
+    def record(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Add answers, each a row of `COLUMNS` values (a request id and item seen again replace
+        the earlier answer: the last one in `rows` wins).
+
+        One statement for the lot, its rows passed as one JSON array: the database parses and
+        inserts them without coming back to Python per row. Per-row statements would hand the
+        GIL back and forth with the event loop once a row, and that convoy is what made keeping
+        answers slow down the answers themselves.
+        """
+        unique = {(row[0], row[1]): row for row in rows}
+        if unique:
+            self._execute(self._insert, (json.dumps(list(unique.values())),))
+            self._db.commit()
+
+    def want(self, request_id: str) -> None:
+        """Ask the workers that hold answer `request_id` in memory to write it here."""
+        self._execute(
+            "INSERT INTO dlwp_wanted (request_id, asked) VALUES (?, ?) "
+            "ON CONFLICT (request_id) DO NOTHING",
+            (request_id, time.time()),
         )
-        rows = [tuple(getattr(a, c) for c in _COLUMNS) for a in answers]
-        self._db.cursor().executemany(statement, rows)
         self._db.commit()
+
+    def unwant(self, request_id: str) -> None:
+        self._execute("DELETE FROM dlwp_wanted WHERE request_id = ?", (request_id,))
+        self._db.commit()
+
+    def wanted(self) -> list[str]:
+        """The request ids labels are waiting for (usually none: one cheap read)."""
+        cursor = self._execute("SELECT request_id FROM dlwp_wanted")
+        found = [row[0] for row in cursor.fetchall()]
+        self._db.commit()  # PostgreSQL: end the read's transaction, see the next asks
+        return found
 
     def find(self, request_id: str, item: int) -> Answer | None:
         cursor = self._execute(
@@ -146,8 +195,10 @@ class FeedbackStore:
     def prune(self, now: float | None = None) -> None:
         """Forget unlabelled answers past the window (older than max_age_s, or beyond the
         newest max_answers)."""
-        cutoff = (now or time.time()) - self.max_age_s
+        now = now or time.time()
+        cutoff = now - self.max_age_s
         self._execute("DELETE FROM dlwp_answers WHERE label IS NULL AND created < ?", (cutoff,))
+        self._execute("DELETE FROM dlwp_wanted WHERE asked < ?", (now - WANTED_FOR_S,))
         cursor = self._execute(
             "SELECT created FROM dlwp_answers WHERE label IS NULL ORDER BY created DESC "
             "LIMIT 1 OFFSET ?",
@@ -176,11 +227,12 @@ def open_store(
                 "DLWP_FEEDBACK_DB names PostgreSQL but psycopg is not installed: "
                 "pip install 'dlwp-serving[postgres]'"
             ) from None
-        return FeedbackStore(psycopg.connect(url), "%s", max_answers, max_age_s)
+        return FeedbackStore(psycopg.connect(url), "%s", max_answers, max_age_s,
+                             "json_array_elements(%s::json)")  # fmt: skip
     if url:
         raise RuntimeError(f"DLWP_FEEDBACK_DB must be a postgresql:// URL, got {url!r}")
     state_dir.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(state_dir / FEEDBACK_FILE, timeout=10, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
-    return FeedbackStore(connection, "?", max_answers, max_age_s)
+    return FeedbackStore(connection, "?", max_answers, max_age_s, "json_each(?)")

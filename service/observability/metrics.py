@@ -72,34 +72,36 @@ REJECTED = Counter(
 )
 
 
-# What the models see and answer (signals.py), per model. Buckets are set around the
-# healthy ranges measured on the test sets (README "Monitoring").
+# What the models see and answer (signals.py), per model and version: during a rollout the
+# candidate's predictions (its shadow work too) show beside the serving version's, so a drift
+# alert names the version that drifts. Buckets are set around the healthy ranges measured on the
+# test sets (docs/monitoring.md).
 _OOV_BUCKETS = (0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)
 _CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
 _INK_BUCKETS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)
 
 INPUT_OOV = Histogram(
     "dlwp_input_oov_ratio", "Share of a text's words outside the model's vocabulary.",
-    ["model"], buckets=_OOV_BUCKETS,
+    ["model", "version"], buckets=_OOV_BUCKETS,
 )  # fmt: skip
 PREDICTIONS = Counter(
     "dlwp_predictions_total",
     "Predictions by predicted label: sentiment, top topic, digit, or housing price band.",
-    ["model", "label"],
+    ["model", "version", "label"],
 )
 CONFIDENCE = Histogram(
     "dlwp_prediction_confidence", "Probability of the top class of one prediction.",
-    ["model"], buckets=_CONFIDENCE_BUCKETS,
+    ["model", "version"], buckets=_CONFIDENCE_BUCKETS,
 )  # fmt: skip
 OUT_OF_RANGE = Counter(
     "dlwp_input_out_of_range_total",
     "Input feature values outside the training set's min-max range.",
-    ["model", "feature"],
+    ["model", "version", "feature"],
 )
 INPUT_INK = Histogram(
     "dlwp_input_ink_ratio",
     "Share of an image's pixels brighter than half (blank: 0, inverted: about 0.85).",
-    ["model"], buckets=_INK_BUCKETS,
+    ["model", "version"], buckets=_INK_BUCKETS,
 )  # fmt: skip
 
 

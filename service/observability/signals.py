@@ -48,7 +48,8 @@ _Seen = tuple[str, Codec, np.ndarray | None, np.ndarray, np.ndarray | None]
 
 
 class Signals:
-    """Observes every prediction, in batches; one observer per served version."""
+    """Observes every prediction, in batches; one observer (one set of series labelled with
+    its `version`) per served version, the candidate of a rollout included."""
 
     FLUSH_ROWS = 256
     FLUSH_DELAY_S = 0.5
@@ -96,8 +97,9 @@ def _stack(arrays: list[np.ndarray | None]) -> Any:
 
 
 class _Observer:
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, version: str) -> None:
         self.model = model
+        self.version = version
 
     def observe(self, rows: Any, outputs: np.ndarray, oov: np.ndarray | None) -> None:
         raise NotImplementedError
@@ -106,11 +108,13 @@ class _Observer:
 class _Classifier(_Observer):
     """Prediction mix and top-class confidence; text models add their OOV shares."""
 
-    def __init__(self, model: str, labels: Sequence[str], text: bool, sigmoid: bool) -> None:
-        super().__init__(model)
-        self.predictions = _Labelled(metrics.PREDICTIONS, model, labels)
-        self.confidence = metrics.CONFIDENCE.labels(model)
-        self.oov = metrics.INPUT_OOV.labels(model) if text else None
+    def __init__(
+        self, model: str, version: str, labels: Sequence[str], text: bool, sigmoid: bool
+    ) -> None:
+        super().__init__(model, version)
+        self.predictions = _Labelled(metrics.PREDICTIONS, (model, version), labels)
+        self.confidence = metrics.CONFIDENCE.labels(model, version)
+        self.oov = metrics.INPUT_OOV.labels(model, version) if text else None
         self.sigmoid = sigmoid
 
     def observe(self, rows: Any, outputs: np.ndarray, oov: np.ndarray | None) -> None:
@@ -122,9 +126,9 @@ class _Classifier(_Observer):
 
 
 class _Digits(_Classifier):
-    def __init__(self, model: str, labels: Sequence[str]) -> None:
-        super().__init__(model, labels, text=False, sigmoid=False)
-        self.ink = metrics.INPUT_INK.labels(model)
+    def __init__(self, model: str, version: str, labels: Sequence[str]) -> None:
+        super().__init__(model, version, labels, text=False, sigmoid=False)
+        self.ink = metrics.INPUT_INK.labels(model, version)
 
     def observe(self, rows: Any, outputs: np.ndarray, oov: np.ndarray | None) -> None:
         super().observe(rows, outputs, oov)
@@ -132,11 +136,11 @@ class _Digits(_Classifier):
 
 
 class _Housing(_Observer):
-    def __init__(self, model: str, codec: HousingCodec) -> None:
-        super().__init__(model)
-        self.predictions = _Labelled(metrics.PREDICTIONS, model, PRICE_BANDS)
+    def __init__(self, model: str, version: str, codec: HousingCodec) -> None:
+        super().__init__(model, version)
+        self.predictions = _Labelled(metrics.PREDICTIONS, (model, version), PRICE_BANDS)
         self.out_of_range = [
-            metrics.OUT_OF_RANGE.labels(model, feature) for feature in codec.feature_names
+            metrics.OUT_OF_RANGE.labels(model, version, feature) for feature in codec.feature_names
         ]
         self.training_range = TrainingRange.of(codec)
 
@@ -192,10 +196,10 @@ class TrainingRange:
 
 
 class _Labelled:
-    """A counter's children for one model, by class index, looked up once."""
+    """A counter's children for one model version, by class index, looked up once."""
 
-    def __init__(self, counter: Counter, model: str, labels: Sequence[str]) -> None:
-        self.children = [counter.labels(model, label) for label in labels]
+    def __init__(self, counter: Counter, series: tuple[str, str], labels: Sequence[str]) -> None:
+        self.children = [counter.labels(*series, label) for label in labels]
 
     def count(self, indices: np.ndarray) -> None:
         if len(indices) == 1:
@@ -219,11 +223,13 @@ def observe_all(histogram: Histogram, values: np.ndarray) -> None:
 
 
 def _observer_for(model: str, codec: Codec) -> _Observer:
+    version = str(codec.manifest.version)
     labels = codec.labels or [str(i) for i in range(codec.output_spec.shape[-1])]
     if isinstance(codec, HousingCodec):
-        return _Housing(model, codec)
+        return _Housing(model, version, codec)
     if isinstance(codec, DigitsCodec):
-        return _Digits(model, labels)
+        return _Digits(model, version, labels)
     if isinstance(codec, SentimentCodec):
-        return _Classifier(model, codec.labels or ["negative", "positive"], True, sigmoid=True)
-    return _Classifier(model, labels, text=True, sigmoid=False)
+        labels = codec.labels or ["negative", "positive"]
+        return _Classifier(model, version, labels, text=True, sigmoid=True)
+    return _Classifier(model, version, labels, text=True, sigmoid=False)

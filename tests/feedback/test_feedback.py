@@ -9,11 +9,12 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.cli import main as dlwp
 
-from ..conftest import COMMITTED_MODELS, add_version, make_client
+from ..conftest import COMMITTED_MODELS, ServerProcess, add_version, make_client
 
 REVIEWS = {
     "great": "A wonderful, moving film. The acting was superb and I loved every minute of it.",
@@ -137,3 +138,31 @@ def test_labelled_examples_export_in_the_training_data_formats(repo):
     assert len(formats.read("imdb", out / "r.jsonl")) == 2
     assert len(formats.read("housing", out / "h.csv")) == 1
     assert len(formats.read("mnist", out / "digits")) == 1
+
+
+def test_a_label_finds_its_answer_whichever_worker_gave_it_and_the_window_is_bounded(repo):
+    server = ServerProcess({"DLWP_MODELS_DIR": str(repo), "DLWP_FEEDBACK": "true",
+                            "DLWP_FEEDBACK_MAX_ANSWERS": "25"}, workers=2,
+                           name="feedback-workers").wait_ready(timeout_s=180)  # fmt: skip
+    no_reuse = httpx.Limits(max_keepalive_connections=0)  # each request may meet either worker
+    try:
+        with httpx.Client(base_url=server.url, timeout=10, limits=no_reuse) as http:
+            for i in range(20):
+                ask(http, "/v1/sentiment", {"text": REVIEWS["great"]}, f"spread-{i}")
+            labels = [label(http, request_id=f"spread-{i}", label="positive") for i in range(20)]
+            again = label(http, request_id="spread-0", label="positive")
+            for i in range(60):  # past the window of both workers (25 answers each)
+                ask(http, "/v1/sentiment", {"text": REVIEWS["awful"]}, f"later-{i}")
+            time.sleep(0.5)  # each worker keeps what it answered at its next look (0.2 s)
+            evicted = label(http, request_id="later-0", label="negative")
+            newest = label(http, request_id="later-59", label="negative")
+    finally:
+        server.stop()
+
+    # 20 labels over two workers: almost surely some met the worker that did not answer.
+    assert [r.status_code for r in labels] == [200] * 20, [r.text for r in labels]
+    assert {r.json()["sides"]["serving"]["answer"] for r in labels} == {"positive"}
+    assert again.status_code == 409, "labelled once, whichever worker is asked"
+    assert evicted.status_code == 404
+    assert "the newest 25 per worker at most" in evicted.json()["error"]
+    assert newest.status_code == 200

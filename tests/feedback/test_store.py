@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.feedback.store import Answer, FeedbackStore, open_store
+from service.feedback.store import COLUMNS, Answer, FeedbackStore, open_store
 from tests.support.servers import free_port
 
 
@@ -67,9 +67,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FeedbackSt
     opened.close()
 
 
-def answer(request_id: str, created: float, rollout: str | None = "r1") -> Answer:
-    return Answer(request_id, 0, "imdb", created, "serving", rollout, 1, "positive", 2,
-                  "negative", '"a review"')  # fmt: skip
+def answer(
+    request_id: str, created: float, rollout: str | None = "r1", said: str = "positive"
+) -> list[object]:
+    """A row as the recorder writes it (`COLUMNS`)."""
+    answer = Answer(request_id, 0, "imdb", created, "serving", rollout, 1, said, 2, "negative",
+                    '"a review"')  # fmt: skip
+    return [getattr(answer, column) for column in COLUMNS]
 
 
 def test_an_answer_is_found_labelled_once_and_scored_for_both_sides(store):
@@ -97,3 +101,16 @@ def test_the_window_keeps_the_newest_unlabelled_answers_and_every_labelled_one(s
     assert kept == {"new-2", "new-3", "new-4"}
     assert store.find("old-1", 0) is None
     assert store.find("old-0", 0) is not None, "a labelled example outlives the window"
+
+
+def test_a_request_id_answered_again_keeps_its_last_answer_whether_written_together_or_apart(store):
+    store.record([answer("twice", 1.0), answer("twice", 2.0, said="negative")])
+    together = store.find("twice", 0)
+    store.label("twice", 0, "positive")
+    store.record([answer("twice", 3.0)])
+    apart = store.find("twice", 0)
+
+    assert together is not None and (together.created, together.serving_answer) == (2.0, "negative")
+    assert apart is not None and (apart.created, apart.serving_answer) == (3.0, "positive")
+    assert apart.label is None, "a new answer under the same id waits for a label of its own"
+    assert (together.candidate_version, together.input) == (2, '"a review"')

@@ -124,13 +124,14 @@ def _post(server: ServerProcess, path: str, body: dict[str, Any]) -> int:
     return httpx.post(server.url + path, json=body, timeout=10).status_code
 
 
-def _phase(prometheus: Prometheus, imdb: int, housing: int) -> Phase:
+def _phase(prometheus: Prometheus, imdb: int, housing: int, mnist: int) -> Phase:
     """Wait until Prometheus holds every prediction sent so far, then read the signals."""
 
     def predictions(model: str) -> float:
         return prometheus.value(f'sum(dlwp_predictions_total{{model="{model}"}})')
 
-    prometheus.wait_for(lambda: predictions("imdb") == imdb and predictions("housing") == housing)
+    prometheus.wait_for(lambda: (predictions("imdb"), predictions("housing"),
+                                 predictions("mnist")) == (imdb, housing, mnist))  # fmt: skip
     at = time.time()
     return Phase(
         at,
@@ -156,7 +157,7 @@ def phases(two_workers: ServerProcess, prometheus: Prometheus) -> tuple[Phase, P
         assert _post(two_workers, "/v1/topics", payloads.topics_body(i)) == 200
         assert _post(two_workers, "/v1/digits", payloads.digits_json_body(i)) == 200
     assert _post(two_workers, "/v1/housing", {"features": {"RM": "six"}}) in (400, 422)
-    normal = _phase(prometheus, imdb=24, housing=12)
+    normal = _phase(prometheus, imdb=24, housing=12, mnist=6)
 
     for _ in range(12):
         assert _post(two_workers, "/v1/sentiment", {"text": MADE_UP}) == 200
@@ -168,7 +169,7 @@ def phases(two_workers: ServerProcess, prometheus: Prometheus) -> tuple[Phase, P
     blank = [[0] * 784]
     for _ in range(4):
         assert _post(two_workers, "/v1/digits", {"images": blank}) == 200
-    drifted = _phase(prometheus, imdb=36, housing=20)
+    drifted = _phase(prometheus, imdb=36, housing=20, mnist=10)
     return normal, drifted
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.repository.desired_state import STATE_DIR_NAME
 
@@ -59,6 +60,17 @@ def wait_for_end(client: Any, name: str, send: Any, timeout_s: float = 30) -> di
     raise AssertionError(f"the gate did not decide within {timeout_s} s: {status(client, name)}")
 
 
+def predictions_by_version(exposition: str, model: str) -> dict[str, float]:
+    """`dlwp_predictions_total` of `model` summed over its labels, by version."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "dlwp_predictions_total" and sample.labels["model"] == model:
+                version = sample.labels["version"]
+                found[version] = found.get(version, 0) + sample.value
+    return found
+
+
 def desired(repo: Path) -> dict[str, Any]:
     return dict(json.loads((repo / STATE_DIR_NAME / "desired.json").read_text()))
 
@@ -66,6 +78,7 @@ def desired(repo: Path) -> dict[str, Any]:
 def test_shadow_answers_only_from_the_serving_version_and_compares_both(repo):
     with make_client(models_dir=repo) as client:
         client.post("/v2/repository/models/housing/load", json={"parameters": {"version": 1}})
+        before = predictions_by_version(client.get("/metrics").text, "housing")
         started = start(client, "housing", version=2, mode="shadow",
                         gate={"min_compared": 1000})  # fmt: skip
         versions = {client.post("/v1/housing", json={"features": HOUSE}).json()["version"]
@@ -73,6 +86,7 @@ def test_shadow_answers_only_from_the_serving_version_and_compares_both(repo):
         time.sleep(0.5)  # the shadow work runs after the answers
         figures = status(client, "housing")
         page = {m["name"]: m["rollout"] for m in client.get("/page/models").json()["models"]}
+        predicted = predictions_by_version(client.get("/metrics").text, "housing")
 
     assert started.status_code == 200, started.text
     assert versions == {1}, "every answer comes from the serving version"
@@ -84,6 +98,8 @@ def test_shadow_answers_only_from_the_serving_version_and_compares_both(repo):
     assert figures["agreement"] == 1.0
     assert page["housing"]["mode"] == "shadow" and page["housing"]["candidate_version"] == 2
     assert page["imdb"] is None, "the page's models section shows the running rollout"
+    counted = {v: n - before.get(v, 0) for v, n in predicted.items()}  # one registry per process
+    assert counted == {"1": 30, "2": figures["compared"]}, "each version's signals apart"
 
 
 def test_canary_share_is_within_statistical_bounds_and_keys_are_sticky(repo):
