@@ -19,8 +19,11 @@ def rollout_table(status: dict[str, Any]) -> str:
     rows = [("requests", "requests"), ("errors", "errors"), ("error rate", "error_rate"),
             ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"),
             ("live MAE" if live == "live_mae" else "live accuracy", live)]  # fmt: skip
+    if live != "live_mae":
+        rows.append(("mean confidence", "mean_confidence"))
     for title, key in rows:
         lines.append(f"{title:<16}{_cell(serving.get(key)):>12}{_cell(candidate.get(key)):>12}")
+    lines.append(f"{'top prediction':<16}{_top(serving):>12}{_top(candidate):>12}")
     agreement = status.get("agreement")
     compared = (f"compared {status.get('compared', 0)}, agreement "
                 f"{_cell(agreement)} ({status.get('agreed', 0)} agreed)")  # fmt: skip
@@ -37,6 +40,12 @@ def rollout_table(status: dict[str, Any]) -> str:
     if status.get("reason"):
         lines.append(f"decision: {status['reason']}")
     return "\n".join(lines)
+
+
+def _top(side: dict[str, Any]) -> str:
+    """The side's most frequent prediction and its share, e.g. "positive 53%"."""
+    top = side.get("top_prediction")
+    return "-" if not top else f"{top[0]} {top[1]:.0%}"
 
 
 def _cell(value: Any) -> str:

@@ -125,7 +125,7 @@ class DataPlane:
         if observe and self.signals is not None:
             self.signals.observe(served.name, served.codec, encoded, outputs)
         if router is not None and role is not None:
-            router.observed(role, time.perf_counter() - started, len(outputs))
+            router.observed(role, time.perf_counter() - started, outputs)
             self._compare(router, role, work, encoded, outputs)
         elif observe and self.recorder is not None and self.recorder.keeps_every_answer:
             self.recorder.add(Served(

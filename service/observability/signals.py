@@ -222,6 +222,23 @@ def observe_all(histogram: Histogram, values: np.ndarray) -> None:
         observe(value)
 
 
+def class_names(codec: Codec) -> list[str]:
+    """The names a model's predictions are counted under: its labels, digits, price bands."""
+    if isinstance(codec, HousingCodec):
+        return list(PRICE_BANDS)
+    if isinstance(codec, SentimentCodec):
+        return list(codec.labels or ["negative", "positive"])
+    return list(codec.labels or [str(i) for i in range(codec.output_spec.shape[-1])])
+
+
+def predicted_classes(codec: Codec, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each row's index in `class_names(codec)`, and its top-class probability (None for
+    prices)."""
+    if isinstance(codec, HousingCodec):
+        return price_bands(outputs), None
+    return top_class(outputs, sigmoid=isinstance(codec, SentimentCodec))
+
+
 def _observer_for(model: str, codec: Codec) -> _Observer:
     version = str(codec.manifest.version)
     labels = codec.labels or [str(i) for i in range(codec.output_spec.shape[-1])]

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 ROLES = ("serving", "candidate")
 
 # Latency buckets: 1 ms × 1.1^i, 0.1 ms to ~60 s in 140 steps (each ≤ 10% wide), so p50/p99
@@ -35,11 +37,28 @@ def _upper(bucket: int) -> float:
 
 @dataclass
 class SideStats:
-    """One side's counts: predictions computed, failures, latency histogram (seconds)."""
+    """One side's counts: predictions computed, failures, latency histogram (seconds), and its
+    monitoring signals: predictions by class (label, topic, digit, price band) and the summed
+    top-class probability."""
 
     requests: int = 0
     errors: int = 0
     latency: dict[int, int] = field(default_factory=dict)  # bucket → count
+    predicted: dict[str, int] = field(default_factory=dict)  # class name → predictions
+    confidence_sum: float = 0.0  # classifiers: Σ top-class probability over `predicted`
+
+    def count_classes(self, names: list[str], indices: Any, confidence: Any) -> None:
+        """Count predictions by class (`indices` into `names`), with their confidences."""
+        for index, count in enumerate(np.bincount(indices, minlength=len(names)).tolist()):
+            if count:
+                self.predicted[names[index]] = self.predicted.get(names[index], 0) + count
+        if confidence is not None:
+            self.confidence_sum += float(confidence.sum())
+
+    @property
+    def mean_confidence(self) -> float | None:
+        total = sum(self.predicted.values())
+        return self.confidence_sum / total if total and self.confidence_sum else None
 
     def observe(self, seconds: float, rows: int = 1) -> None:
         self.requests += rows
@@ -72,15 +91,22 @@ class SideStats:
         self.errors += other.errors
         for bucket, count in other.latency.items():
             self.latency[bucket] = self.latency.get(bucket, 0) + count
+        for name, count in other.predicted.items():
+            self.predicted[name] = self.predicted.get(name, 0) + count
+        self.confidence_sum += other.confidence_sum
 
     def as_json(self) -> dict[str, Any]:
         return {"requests": self.requests, "errors": self.errors,
-                "latency": {str(k): v for k, v in sorted(self.latency.items())}}  # fmt: skip
+                "latency": {str(k): v for k, v in sorted(self.latency.items())},
+                "predicted": dict(sorted(self.predicted.items())),
+                "confidence_sum": self.confidence_sum}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SideStats:
         latency = {int(k): int(v) for k, v in dict(data.get("latency", {})).items()}
-        return cls(int(data.get("requests", 0)), int(data.get("errors", 0)), latency)
+        predicted = {str(k): int(v) for k, v in dict(data.get("predicted", {})).items()}
+        return cls(int(data.get("requests", 0)), int(data.get("errors", 0)), latency, predicted,
+                   float(data.get("confidence_sum", 0.0)))  # fmt: skip
 
 
 @dataclass

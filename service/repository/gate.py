@@ -104,6 +104,14 @@ def figures(stats: RolloutStats, labelled: Labelled, housing: bool) -> dict[str,
         }
         live = labelled.mae(role) if housing else labelled.accuracy(role)
         entry["live_mae" if housing else "live_accuracy"] = None if live is None else round(live, 4)
+        # Its monitoring signals: the prediction mix and, for classifiers, the mean confidence.
+        total = sum(side.predicted.values())
+        entry["predicted"] = dict(sorted(side.predicted.items(), key=lambda kv: -kv[1]))
+        top = max(side.predicted.items(), key=lambda kv: kv[1], default=None)
+        entry["top_prediction"] = None if top is None else [top[0], round(top[1] / total, 4)]
+        if not housing:
+            confidence = side.mean_confidence
+            entry["mean_confidence"] = None if confidence is None else round(confidence, 4)
         sides[role] = entry
     agreement = stats.agreement
     result: dict[str, Any] = {

@@ -21,6 +21,7 @@ import numpy as np
 
 from service.errors import DlwpError, UnavailableError
 from service.observability import metrics
+from service.observability.signals import class_names, predicted_classes
 from service.repository.comparison import RolloutStats
 from service.repository.desired_state import RolloutRecord
 
@@ -84,6 +85,8 @@ class Router:
         # vocabulary): the shadow reuses the answer's rows instead of encoding them again.
         self.same_encoding = same_encoding(serving.codec, candidate.codec)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outputs: dict[str, list[np.ndarray]] = {role: [] for role in self.sides}
+        self._names = {role: class_names(served.codec) for role, served in self.sides.items()}
         self._series = {
             role: _Series(served.name, str(served.version), role)
             for role, served in self.sides.items()
@@ -111,9 +114,12 @@ class Router:
                 return role
         return None
 
-    def observed(self, role: str, seconds: float, rows: int) -> None:
-        self.stats.sides[role].observe(seconds, rows)
-        self._series[role].observe(seconds, rows)
+    def observed(self, role: str, seconds: float, outputs: np.ndarray) -> None:
+        """`role` computed `outputs` in `seconds` (their classes are counted at the next
+        snapshot, many requests' at once)."""
+        self.stats.sides[role].observe(seconds, len(outputs))
+        self._series[role].observe(seconds, len(outputs))
+        self._outputs[role].append(outputs)
         self.dirty = True
 
     def failed(self, role: str, rows: int) -> None:
@@ -187,7 +193,7 @@ class Router:
             else:
                 self._drop(role, rows)
         if outputs is not None:
-            self.observed(role, time.perf_counter() - started, rows)
+            self.observed(role, time.perf_counter() - started, outputs)
             serving, candidate = (answer, outputs) if role == "candidate" else (outputs, answer)
             agreed, compared, difference = agreement(self.task, serving, candidate)
             self.stats.compare(agreed, compared, difference)
@@ -201,6 +207,13 @@ class Router:
     def snapshot(self) -> dict[str, Any]:
         """This worker's counts as JSON (and no longer dirty)."""
         self.dirty = False
+        for role, pending in self._outputs.items():
+            if pending:
+                codec = self.sides[role].codec
+                outputs = np.concatenate(pending)
+                pending.clear()
+                classes, confidence = predicted_classes(codec, outputs)
+                self.stats.sides[role].count_classes(self._names[role], classes, confidence)
         return self.stats.as_json()
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ def test_train_with_rollout_starts_one_and_the_cli_follows_and_ends_it(tmp_path,
     assert "canary rollout" in trained.stdout and "of version 2 beside 1" in trained.stdout
     assert status.returncode == 0 and "RUNNING  (canary, share 0.1)" in status.stdout
     assert "p99 ms" in status.stdout and "agreement" in status.stdout
+    assert "top prediction" in status.stdout, "each version's prediction mix"
     assert again.returncode == 2 and "409" in again.stderr and "already running" in again.stderr
     assert aborted.returncode == 0 and "ABORTED" in aborted.stdout
     assert restarted.returncode == 0 and "min_compared 300" in restarted.stdout

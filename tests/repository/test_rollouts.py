@@ -96,6 +96,10 @@ def test_shadow_answers_only_from_the_serving_version_and_compares_both(repo):
     assert figures["compared"] + figures["shadow_dropped"] == 30
     assert figures["compared"] > 0 and figures["mean_price_difference"] == 0.0
     assert figures["agreement"] == 1.0
+    serving, candidate = figures["sides"]["serving"], figures["sides"]["candidate"]
+    assert sum(serving["predicted"].values()) == 30, "each side's prediction mix"
+    assert sum(candidate["predicted"].values()) == figures["compared"]
+    assert serving["top_prediction"][0] == candidate["top_prediction"][0], "the same network"
     assert page["housing"]["mode"] == "shadow" and page["housing"]["candidate_version"] == 2
     assert page["imdb"] is None, "the page's models section shows the running rollout"
     counted = {v: n - before.get(v, 0) for v, n in predicted.items()}  # one registry per process
