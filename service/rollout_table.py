@@ -13,8 +13,8 @@ def rollout_table(status: dict[str, Any]) -> str:
     lines = [
         f"{status['model']} rollout {status['id']}: {status['state'].upper()}  "
         f"({status['mode']}, share {status['share']:g})",
-        f"{'':<16}{'serving':>12}{'candidate':>12}",
-        f"{'version':<16}{status['serving_version']:>12}{status['candidate_version']:>12}",
+        f"{'':<16}{'serving':>18}{'candidate':>18}",
+        f"{'version':<16}{status['serving_version']:>18}{status['candidate_version']:>18}",
     ]
     rows = [("requests", "requests"), ("errors", "errors"), ("error rate", "error_rate"),
             ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"),
@@ -22,8 +22,8 @@ def rollout_table(status: dict[str, Any]) -> str:
     if live != "live_mae":
         rows.append(("mean confidence", "mean_confidence"))
     for title, key in rows:
-        lines.append(f"{title:<16}{_cell(serving.get(key)):>12}{_cell(candidate.get(key)):>12}")
-    lines.append(f"{'top prediction':<16}{_top(serving):>12}{_top(candidate):>12}")
+        lines.append(f"{title:<16}{_cell(serving.get(key)):>18}{_cell(candidate.get(key)):>18}")
+    lines.append(f"{'top prediction':<16}{_top(serving):>18}{_top(candidate):>18}")
     agreement = status.get("agreement")
     compared = (f"compared {status.get('compared', 0)}, agreement "
                 f"{_cell(agreement)} ({status.get('agreed', 0)} agreed)")  # fmt: skip
