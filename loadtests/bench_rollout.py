@@ -54,6 +54,8 @@ class RolloutOverload:
 class RolloutCost:
     points: list[RolloutPoint]
     overload: list[RolloutOverload]
+    seconds: int
+    rounds: int
 
 
 def repository(scratch: Path) -> Path:
@@ -122,7 +124,7 @@ def compare(scratch: Path, seconds: int, rounds: int, overload: bool = True) -> 
             asked = (after[0] - before[0]) + (after[1] - before[1])
             dropped = round((after[1] - before[1]) / asked, 4) if asked else 0.0
             overloaded.append(RolloutOverload(server.name, normal, past, dropped))
-        return RolloutCost(points, overloaded)
+        return RolloutCost(points, overloaded, seconds, rounds)
     finally:
         for server in servers:
             server.stop()
@@ -147,8 +149,8 @@ def markdown(cost: RolloutCost) -> str:
     base = next((p for p in points if p.server == "no-rollout"), None)
     lines = [
         "",
-        f"Shadow rollout cost ({SCENARIO}, c={CONCURRENCY}; ratios to the server with no "
-        "rollout):",
+        f"Shadow rollout cost ({SCENARIO}, c={CONCURRENCY}, {cost.rounds} interleaved rounds of "
+        f"{cost.seconds} s; ratios to the server with no rollout):",
         "",
         "| server | req/s | p50 ms | p99 ms | errors | CPU µs/request | shadow rows dropped | "
         "req/s ÷ none | p99 ÷ none | CPU/request ÷ none |",
