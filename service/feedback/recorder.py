@@ -2,7 +2,7 @@
 
 Answers wait in the memory of the worker that gave them, not in the store: writing every answer
 to a database cost the serving core 10-20 µs per answer (an SQLite insert into a table of up to
-100,000 rows), a fifth of what answering an MNIST request costs, and with it the answers' p99.
+100,000 rows), a tenth of what answering an MNIST request costs, on the core that answers.
 The request path appends what it already holds (request id, versions, outputs, codecs) to a
 list; every `FLUSH_S` the event loop turns those into rows (answers in the answers' own words,
 one numpy call per model version for all of them) and keeps them, oldest first, within the

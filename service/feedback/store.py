@@ -123,9 +123,7 @@ class FeedbackStore:
         the earlier answer: the last one in `rows` wins).
 
         One statement for the lot, its rows passed as one JSON array: the database parses and
-        inserts them without coming back to Python per row. Per-row statements would hand the
-        GIL back and forth with the event loop once a row, and that convoy is what made keeping
-        answers slow down the answers themselves.
+        inserts them without coming back to Python (and for the GIL) once a row.
         """
         unique = {(row[0], row[1]): row for row in rows}
         if unique:
