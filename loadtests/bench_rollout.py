@@ -63,17 +63,8 @@ def repository(scratch: Path) -> Path:
     from training import export
 
     models = scratch / "rollout-models"
-    source = REPO / "models" / SCENARIO / "1"
-    shutil.copytree(source, models / SCENARIO / "1")
-    manifest = json.loads((source / "manifest.json").read_text())
-    del manifest["name"], manifest["version"]
-
-    def write_files(folder: Path) -> None:
-        for path in source.iterdir():
-            if path.name != "manifest.json":
-                shutil.copy(path, folder / path.name)
-
-    export.export_version(models, SCENARIO, manifest, write_files)
+    shutil.copytree(REPO / "models" / SCENARIO / "1", models / SCENARIO / "1")
+    export.publish_copy(models, SCENARIO, models / SCENARIO / "1")
     return models
 
 
@@ -120,9 +111,7 @@ def compare(scratch: Path, seconds: int, rounds: int, overload: bool = True) -> 
         for server in servers if overload else []:
             before = _shadow_counts(server)
             normal, past = bench_overload.run(server, scratch, seconds, rounds, [route])
-            after = _shadow_counts(server)
-            asked = (after[0] - before[0]) + (after[1] - before[1])
-            dropped = round((after[1] - before[1]) / asked, 4) if asked else 0.0
+            dropped = _dropped_share(server, before)
             overloaded.append(RolloutOverload(server.name, normal, past, dropped))
         return RolloutCost(points, overloaded, seconds, rounds)
     finally:
@@ -139,8 +128,10 @@ def _shadow_counts(server: Server) -> tuple[int, int]:
     return int(status["compared"]), int(status["shadow_dropped"])
 
 
-def _dropped_share(server: Server) -> float:
-    compared, dropped = _shadow_counts(server)
+def _dropped_share(server: Server, since: tuple[int, int] = (0, 0)) -> float:
+    """The share of shadow rows dropped since the counts `since` were read."""
+    now = _shadow_counts(server)
+    compared, dropped = now[0] - since[0], now[1] - since[1]
     return round(dropped / (compared + dropped), 4) if compared + dropped else 0.0
 
 

@@ -77,29 +77,20 @@ def server() -> Iterator[ServerProcess]:
 # ---------------------------------------------------------------------------------- publishing
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 
 from training import export  # noqa: E402
 
 
 def add_version(models_dir: Path, name: str = "housing", corrupt: str | None = None) -> int:
     """Publish a copy of version 1 as the next version (optionally broken in one way)."""
-    source = models_dir / name / "1"
-    manifest = json.loads((source / "manifest.json").read_text())
-    del manifest["name"], manifest["version"]
 
-    def write_files(folder: Path) -> None:
-        for path in source.iterdir():
-            if path.name != "manifest.json":
-                shutil.copy(path, folder / path.name)
+    def alter(folder: Path) -> None:
         if corrupt == "model":
             (folder / "model.keras").write_bytes(b"this is not a keras zip file")
-        if corrupt == "shuffled":
+        if corrupt == "shuffled":  # a valid artifact of a worse model (its digests its own)
             _shuffle_weights(folder / "model.keras")
 
-    if corrupt == "shuffled":  # a valid artifact of a worse model: its digests are its own
-        manifest.pop("sha256", None)
-    version, folder = export.export_version(models_dir, name, manifest, write_files)
+    version, folder = export.publish_copy(models_dir, name, models_dir / name / "1", alter)
     if corrupt == "manifest":
         (folder / "manifest.json").write_text("{not json")
     if corrupt == "signature":

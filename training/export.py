@@ -90,6 +90,28 @@ def build_manifest(
     return manifest
 
 
+def publish_copy(
+    models_dir: Path,
+    name: str,
+    source: Path,
+    alter: Callable[[Path], None] | None = None,
+) -> tuple[int, Path]:
+    """Publish the files of the version folder `source` as the next version of `name` (after
+    `alter(folder)` changes them, if given): a candidate that answers like `source`, for rollouts,
+    their benchmarks and their tests. Returns the version number and its folder."""
+    manifest = json.loads((source / artifacts.MANIFEST_FILE).read_text(encoding="utf-8"))
+    del manifest["name"], manifest["version"]
+
+    def write_files(folder: Path) -> None:
+        for path in source.iterdir():
+            if path.name != artifacts.MANIFEST_FILE:
+                shutil.copy(path, folder / path.name)
+        if alter is not None:
+            alter(folder)
+
+    return export_version(models_dir, name, manifest, write_files)
+
+
 def export_version(
     models_dir: Path,
     name: str,
