@@ -117,17 +117,8 @@ class Batcher:
         if not self._try_reserve(count):
             await self._wait_for_room(count)
         if rows is None:
-            try:
-                rows = encode()
-            except BaseException:
-                self._release(count)
-                raise
+            rows = self._encode_reserved(encode, count)
         return await self._enqueue(rows, count, timeout_s)
-
-    @property
-    def busy(self) -> bool:
-        """A batch or more is waiting, or requests wait for room: no time for spare work."""
-        return self._queued_rows + self._reserved_rows >= self.max_batch_size or bool(self._waiters)
 
     @property
     def occupied(self) -> bool:
@@ -139,20 +130,21 @@ class Batcher:
         self, encode: Callable[[], np.ndarray], timeout_s: float, count: int
     ) -> np.ndarray | None:
         """Work that may be dropped (a rollout's shadow rows): run only if its `count` rows fit
-        in the next batch at once; None, with nothing encoded, when the model is busy."""
-        if (
-            self._closing
-            or self.busy
-            or self._queued_rows + self._reserved_rows + count > self.max_batch_size
-        ):
+        in the next batch at once (and no request waits for room); None, with nothing encoded,
+        when the model is busy."""
+        waiting = self._queued_rows + self._reserved_rows
+        if self._closing or self._waiters or waiting + max(count, 1) > self.max_batch_size:
             return None
         self._reserved_rows += count
+        return await self._enqueue(self._encode_reserved(encode, count), count, timeout_s)
+
+    def _encode_reserved(self, encode: Callable[[], np.ndarray], count: int) -> np.ndarray:
+        """`encode()` for rows already reserved; the reservation is given back if it fails."""
         try:
-            rows = encode()
+            return encode()
         except BaseException:
             self._release(count)
             raise
-        return await self._enqueue(rows, count, timeout_s)
 
     async def drain(self) -> None:
         """Stop admitting requests; return once everything admitted or running has finished."""
