@@ -165,7 +165,7 @@ class DataPlane:
                 computed[other] = sides[other].version
             recorder.add(Served(
                 request_id, sides[role].name, router.task, role, router.record.id, computed,
-                {r: s.codec for r, s in sides.items()},
+                router.codecs,
                 {"serving": serving, "candidate": candidate},
                 encoded if recorder.keep_inputs else None, created,
             ))  # fmt: skip

@@ -212,11 +212,6 @@ class Recorder:
         ):
             kept.popitem(last=False)
 
-    @property
-    def kept(self) -> int:
-        """Answers (requests) waiting in this worker's memory for a label."""
-        return len(self._kept)
-
     # ------------------------------------------------------------------ feedback
 
     async def label(self, body: Any, codecs: dict[str, Codec]) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class Router:
         self.record = record
         self.task = task
         self.sides = {"serving": serving, "candidate": candidate}
+        self.codecs = {role: served.codec for role, served in self.sides.items()}
         self.stats = RolloutStats()
         self.dirty = False  # counts changed since they were last published
         # Both versions turn inputs into the same rows (a retrain on the same preprocessing and
